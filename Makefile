@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Pinned torch goes in first: on machines with a local CPU wheel (pip's find-links) pip takes it,
+# elsewhere PyPI's default build (CUDA on Linux). Override with `make TORCH=torch==X.Y`.
+TORCH  ?= torch==2.13.0
+
+# Offline and quiet: no hub, no telemetry. HOME holds a Ray bootstrap file saying "local
+# provider", which stops a local Ray from probing the cloud metadata address.
+OFFLINE_HOME := $(CURDIR)/.cache/home
+OFFLINE := HOME=$(OFFLINE_HOME) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled \
+	TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+.PHONY: demo test test-fast install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+$(OFFLINE_HOME)/ray_bootstrap_config.yaml:
+	mkdir -p $(OFFLINE_HOME)
+	printf 'provider:\n  type: local\n' > $@
+
+demo: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
+	$(OFFLINE) $(BIN)/python -m glu_ray.demo
+
+test: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
+	$(OFFLINE) $(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+test-fast: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

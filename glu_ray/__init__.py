@@ -1,0 +1,25 @@
+"""glu-ray: width-prune the GLU MLPs of causal LMs and measure what each capability loses."""
+
+from glu_ray.errors import GluRayError
+from glu_ray.importance import METRICS, get_metric, metric
+from glu_ray.model import check_glu_config, glu_layers, load_model
+from glu_ray.prune import PruneReport, Ranking, prune, rank, save_pruned
+from glu_ray.widths import TargetWidth, Width, resolve_width
+
+__all__ = [
+    "GluRayError",
+    "METRICS",
+    "PruneReport",
+    "Ranking",
+    "TargetWidth",
+    "Width",
+    "check_glu_config",
+    "get_metric",
+    "glu_layers",
+    "load_model",
+    "metric",
+    "prune",
+    "rank",
+    "resolve_width",
+    "save_pruned",
+]

@@ -1,0 +1,40 @@
+"""`glu-ray` console script: one subcommand per module in glu_ray/commands/.
+
+Each command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``. Errors the user
+can fix (GluRayError) print on one line with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from glu_ray.errors import GluRayError
+
+COMMANDS = ("prune",)  # each names glu_ray/commands/<name>.py
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glu-ray", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"glu_ray.commands.{name}")
+        module.add_parser(sub).set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args)
+    except GluRayError as err:
+        print(f"glu-ray {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"glu-ray {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

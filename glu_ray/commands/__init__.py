@@ -1,0 +1,1 @@
+"""CLI subcommands; see glu_ray/cli.py."""

@@ -1,0 +1,46 @@
+"""glu-ray prune: rank a model's GLU neurons with one metric, prune to a width, save."""
+
+from __future__ import annotations
+
+import argparse
+
+from glu_ray.errors import GluRayError
+from glu_ray.importance import METRICS, get_metric
+from glu_ray.model import check_glu_config, load_model
+from glu_ray.prune import prune, rank, save_pruned
+from glu_ray.widths import TargetWidth, resolve_width
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("prune", help="width-prune a model's GLU MLPs and save it")
+    p.add_argument("--model", required=True, help="local model folder or hub id")
+    p.add_argument("--metric", required=True, help=f"importance metric: {', '.join(sorted(METRICS))}")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--pruning-pct", type=float, help="percentage of MLP neurons to remove, e.g. 40")
+    how.add_argument("--expansion-ratio", type=float, help="target intermediate/hidden ratio, e.g. 2.4")
+    how.add_argument("--width", type=int, help="explicit intermediate width")
+    p.add_argument("--divisor", type=int, help="round the width to the nearest multiple (32/64/128/256)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random metric")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    p.add_argument("--out", required=True, help="folder to write the pruned model + tokenizer")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    # Everything checkable is checked before a weight is read.
+    get_metric(args.metric)
+    target = TargetWidth(args.pruning_pct, args.expansion_ratio, args.width, args.divisor)
+    config = check_glu_config(args.model, trust_remote_code=args.trust_remote_code)
+    width = resolve_width(target, config.intermediate_size, config.hidden_size)
+    if width.width < 1:
+        raise GluRayError("the requested target leaves no neurons")
+
+    model, tok = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    ranking = rank(model, args.metric, seed=args.seed)
+    report = prune(model, ranking, width)
+    out = save_pruned(model, tok, args.out, report)
+    print(f"ranked {len(ranking.order)} layers with {ranking.metric} in {ranking.seconds:.2f}s")
+    print(report.summary())
+    print(f"saved to {out}")
+    return 0

@@ -1,0 +1,140 @@
+"""Loading causal LMs and finding their GLU MLPs (the gate/up/down triples we prune)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from glu_ray.errors import GluRayError
+
+GLU_PARTS = ("gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class GLUTriple:
+    """One decoder layer's MLP: gate [I, H], up [I, H], down [H, I] (weights as nn.Linear stores them)."""
+
+    index: int
+    mlp: nn.Module
+
+    @property
+    def gate(self) -> nn.Linear:
+        return self.mlp.gate_proj
+
+    @property
+    def up(self) -> nn.Linear:
+        return self.mlp.up_proj
+
+    @property
+    def down(self) -> nn.Linear:
+        return self.mlp.down_proj
+
+    @property
+    def width(self) -> int:
+        return self.mlp.gate_proj.out_features
+
+
+def _is_glu(module: nn.Module) -> bool:
+    return all(isinstance(getattr(module, part, None), nn.Linear) for part in GLU_PARTS)
+
+
+def glu_layers(model: nn.Module) -> list[GLUTriple]:
+    """The GLU MLP of every decoder layer, in layer order.
+
+    Works for any model whose layers have ``mlp.gate_proj/up_proj/down_proj`` (Llama, Mistral,
+    Qwen2, Gemma, ...); anything else raises GluRayError naming what was expected.
+    """
+    mlps = [m for name, m in model.named_modules() if name.split(".")[-1] == "mlp"]
+    triples = [GLUTriple(i, m) for i, m in enumerate(mlps) if _is_glu(m)]
+    if not triples or len(triples) != len(mlps):
+        found = sorted({n for m in mlps for n, c in m.named_children()}) if mlps else []
+        kind = type(model).__name__
+        raise GluRayError(
+            f"{kind} is not a GLU model: every decoder layer needs mlp.gate_proj, mlp.up_proj and "
+            f"mlp.down_proj (found MLP children: {', '.join(found) or 'no `mlp` modules'})"
+        )
+    return triples
+
+
+def check_model_source(source: str) -> None:
+    """Reject a local path that is not a Hugging Face model folder, before anything loads."""
+    path = Path(source).expanduser()
+    looks_local = path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1
+    if looks_local and not (path / "config.json").is_file():
+        raise GluRayError(f"{source!r} is not a model: expected a folder with config.json (or a hub id)")
+
+
+def check_glu_config(source: str, *, trust_remote_code: bool = False) -> "object":
+    """Load only the config, build the model on the meta device, and check it is GLU.
+
+    Costs milliseconds and no weights, so sweeps validate every model up front.
+    Returns the transformers config.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    check_model_source(source)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise GluRayError(f"cannot read a model config from {source!r}: {_first_line(err)}") from None
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    glu_layers(skeleton)
+    return config
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    # bf16 halves memory on GPUs; CPUs are slower and less exact in bf16, so keep fp32 there.
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def load_model(
+    source: str,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+):
+    """Load (model, tokenizer) from a local folder or a hub id, checked to be a GLU model.
+
+    Weights load through safetensors when the checkpoint has them; ``trust_remote_code`` stays off
+    unless asked for.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_glu_config(source, trust_remote_code=trust_remote_code)
+    device = device or default_device()
+    dtype = dtype or default_dtype(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError) as err:
+        raise GluRayError(f"{source!r} has no usable tokenizer: {_first_line(err)}") from None
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision, use_safetensors=_has_safetensors(source)
+    ).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _has_safetensors(source: str) -> bool | None:
+    path = Path(source)
+    if path.is_dir():
+        return any(path.glob("*.safetensors")) or None
+    return None  # hub id: let transformers prefer safetensors when the repo has them
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny random-init GLU models built in code (no downloads, no ../shared)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests never reach the network.
+for _k, _v in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+SHARED = Path(os.environ.get("GLU_RAY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+STORIES = SHARED / "assets" / "models" / "stories260K"
+
+
+def tiny_llama_config(**overrides):
+    from transformers import LlamaConfig
+
+    cfg = dict(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=80,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )
+    cfg.update(overrides)
+    return LlamaConfig(**cfg)
+
+
+def make_tiny_llama(seed: int = 0, **overrides):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_llama_config(**overrides)).eval()
+    return model
+
+
+def make_tiny_tokenizer(vocab_size: int = 128):
+    """A real fast tokenizer (byte-level BPE with no merges: one token per byte), built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<unk>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in sorted(alphabet):
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    fast.pad_token = fast.eos_token
+    return fast, len(vocab)
+
+
+def save_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
+    """A tiny Llama + tokenizer saved with save_pretrained: a real local 'model path'."""
+    tok, vocab = make_tiny_tokenizer()
+    model = make_tiny_llama(seed, vocab_size=vocab, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id, **overrides)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_llama():
+    return make_tiny_llama()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def stories_dir() -> Path:
+    if not (STORIES / "config.json").is_file():
+        pytest.skip("../shared/assets/models/stories260K not present")
+    return STORIES
