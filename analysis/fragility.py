@@ -1,0 +1,145 @@
+"""How much of each benchmark survives as the MLP narrows: retention, fragility, hierarchy, shapes.
+
+Pure pandas/numpy on the tidy table (analysis.tidy). A *curve* is one (model, variant, method,
+benchmark): its baseline point (retention 1 at the native ratio) plus the pruned points. Models are
+aligned on expansion ratio (rounded to 2 decimals), never on pruning %: 2.4x is 40% on 1B, 10% on 3B.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.tidy import BASELINE
+
+CURVE = ["model", "size", "variant", "method", "benchmark"]
+GROUP = ["model", "size", "variant", "method"]
+NEAR_CHANCE = 0.02  # a baseline this close to chance has no headroom to normalise by
+BREAK = 0.5  # "broken" = below half of the baseline's headroom
+N_BOOT = 1000
+
+
+def _retention(score, base, chance, lower, near):
+    """Retention, vectorised. Accuracies: share of the baseline's headroom above chance kept
+    (plain ratio when there is no headroom). Perplexities: baseline over current log-perplexity,
+    i.e. the ratio of per-token cross-entropies, which stays in (0, 1] as the model degrades."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chance_form = (score - chance) / (base - chance)
+        ratio_form = score / base
+        log_form = np.log(base) / np.log(score)
+    return np.where(lower, log_form, np.where(near, ratio_form, chance_form))
+
+
+def retention(df: pd.DataFrame) -> pd.DataFrame:
+    """Each pruned row with its baseline's score, the plain relative change (the study's delta),
+    and retention (1 = as the baseline, 0 = at chance / broken). Baseline rows are kept with 1."""
+    df = df.assign(ratio=df["expansion_ratio"].round(2))
+    base = df[df["method"] == BASELINE][["model", "variant", "benchmark", "score", "stderr"]]
+    out = df.merge(base.rename(columns={"score": "base_score", "stderr": "base_stderr"}),
+                   on=["model", "variant", "benchmark"], how="inner")
+    lower = (out["direction"] == "lower").to_numpy()
+    chance = out["chance"].fillna(0).to_numpy()
+    headroom = out["base_score"] - chance
+    out["form"] = np.where(lower, "log", np.where(headroom < _near_margin(out), "ratio", "chance"))
+    out["rel_change"] = out["score"] / out["base_score"] - 1
+    out["retention"] = _retention(out["score"].to_numpy(), out["base_score"].to_numpy(), chance,
+                                  lower, (out["form"] == "ratio").to_numpy())
+    # A trial the sweep stopped as catastrophic never ran its later benchmarks: it sits at the floor.
+    stopped = out["score"].isna() & out["status"].str.startswith("stopped")
+    out.loc[stopped, "retention"] = 0.0
+    return out.dropna(subset=["retention"]).reset_index(drop=True)
+
+
+def _near_margin(df: pd.DataFrame) -> pd.Series:
+    return np.maximum(2 * df["base_stderr"].fillna(0), NEAR_CHANCE)
+
+
+def curves(ret: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """Curve key -> its points sorted from widest to narrowest, each pruned method with the baseline."""
+    base = ret[ret["method"] == BASELINE]
+    out = {}
+    for key, pts in ret[ret["method"] != BASELINE].groupby(CURVE, sort=True):
+        anchor = base[(base["model"] == key[0]) & (base["variant"] == key[2]) & (base["benchmark"] == key[4])]
+        both = pd.concat([anchor.assign(method=key[3], is_base=True), pts.assign(is_base=False)])
+        out[key] = both.sort_values("ratio", ascending=False, kind="stable").reset_index(drop=True)
+    return out
+
+
+def retention_draws(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
+    """[n, points] retention resampled from Normal(score, stderr), one baseline draw per row shared
+    by every point (they all divide by it). Missing stderrs add no noise."""
+    first = curve.iloc[0]  # the baseline anchor
+    base = first["base_score"] + rng.standard_normal((n, 1)) * np.nan_to_num(first["base_stderr"])
+    score = curve["score"].to_numpy() + rng.standard_normal((n, len(curve))) * np.nan_to_num(curve["stderr"].to_numpy())
+    chance = np.nan_to_num(curve["chance"].to_numpy())
+    draws = _retention(score, base, chance, (curve["direction"] == "lower").to_numpy(),
+                       (curve["form"] == "ratio").to_numpy())
+    draws[:, curve["is_base"].to_numpy(bool)] = 1.0
+    draws[:, curve["score"].isna().to_numpy()] = 0.0  # stopped as catastrophic: the floor
+    return draws
+
+
+def mean_retention(ratios: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Area under retention over the ratio range, divided by the range: the curve's mean level."""
+    order = np.argsort(ratios)
+    x, y = ratios[order], draws[..., order]
+    span = x[-1] - x[0]
+    return np.trapezoid(y, x, axis=-1) / span if span > 0 else y.mean(axis=-1)
+
+
+def break_ratio(ratios: np.ndarray, ret: np.ndarray) -> float:
+    """The largest (widest) measured ratio whose retention is below one half; NaN if none."""
+    below = ratios[ret < BREAK]
+    return float(below.max()) if below.size else float("nan")
+
+
+def score_curves(ret: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> tuple[pd.DataFrame, dict, dict]:
+    """Per curve: mean retention with a bootstrap interval, fragility (1 - mean retention, so
+    higher = more fragile) and break ratio. Also returns the draws (curve -> [n_boot]) so
+    capabilities can be pooled draw by draw, and each point's retention stderr (curve -> [points])."""
+    rng = np.random.default_rng(seed)
+    rows, mean_draws, point_se = [], {}, {}
+    for key, curve in curves(ret).items():
+        ratios = curve["ratio"].to_numpy(float)
+        draws = retention_draws(curve, n_boot, rng)
+        means = mean_retention(ratios, draws)
+        mean_draws[key], point_se[key] = means, draws.std(axis=0)
+        est = float(mean_retention(ratios, curve["retention"].to_numpy(float)))
+        lo, hi = np.nanpercentile(means, [2.5, 97.5])
+        rows.append({**dict(zip(CURVE, key)), "capability": curve["capability"].iloc[-1],
+                     "mean_retention": est, "fragility": 1 - est, "lo": 1 - hi, "hi": 1 - lo,
+                     "break_ratio": break_ratio(ratios, curve["retention"].to_numpy(float)),
+                     "points": len(curve) - 1})
+    return pd.DataFrame(rows), mean_draws, point_se
+
+
+def capability_scores(scores: pd.DataFrame, mean_draws: dict) -> pd.DataFrame:
+    """Each capability's fragility: its benchmarks' mean-retention draws averaged draw by draw."""
+    rows = []
+    for (*group, cap), members in scores.groupby(GROUP + ["capability"], sort=True):
+        keys = [tuple(r) for r in members[CURVE].itertuples(index=False)]
+        means = np.mean([mean_draws[k] for k in keys], axis=0)
+        lo, hi = np.nanpercentile(means, [2.5, 97.5])
+        rows.append({**dict(zip(GROUP, group)), "capability": cap,
+                     "fragility": float(members["fragility"].mean()), "lo": 1 - hi, "hi": 1 - lo,
+                     "benchmarks": ", ".join(members["benchmark"])})
+    return pd.DataFrame(rows)
+
+
+def hierarchy(scores: pd.DataFrame, label: str = "benchmark") -> pd.DataFrame:
+    """Most fragile first within each (model, variant, method), with ``tier``: a new tier starts
+    only where an interval clears the current tier head's, so a shared tier marks a tie."""
+    parts = []
+    for _, grp in scores.groupby(GROUP, sort=True):
+        grp = grp.sort_values("fragility", ascending=False).reset_index(drop=True)
+        tier, head, tiers = 0, None, []
+        for i, row in grp.iterrows():
+            if head is None or row["hi"] < grp.at[head, "lo"]:
+                tier, head = tier + 1, i
+            tiers.append(tier)
+        grp["rank"] = range(1, len(grp) + 1)
+        grp["tier"] = tiers
+        grp["tied_with"] = [", ".join(grp.loc[(grp["tier"] == t) & (grp[label] != name), label])
+                            for t, name in zip(grp["tier"], grp[label])]
+        parts.append(grp)
+    return pd.concat(parts, ignore_index=True) if parts else scores.assign(rank=[], tier=[], tied_with=[])

@@ -1,0 +1,117 @@
+"""report.md + report.html (+ figures) from a tidy table; optionally logged to a sweep's parent run.
+
+``write_report(df, out_dir)`` is what the sweep calls at its end and what ``glu-ray report`` runs.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import plots
+from analysis.findings import Analysis, analyse, delta_table
+from glu_ray.errors import GluRayError
+
+HIERARCHY_COLUMNS = ["model", "variant", "method", "rank", "tier", "benchmark", "capability",
+                     "fragility", "lo", "hi", "break_ratio", "tied_with"]
+CAPABILITY_COLUMNS = ["model", "variant", "method", "rank", "tier", "capability", "fragility", "lo", "hi",
+                      "benchmarks", "tied_with"]
+
+INTRO = """Retention: 1 = the unpruned model, 0 = chance (accuracies: (score - chance) / (baseline - chance),
+or score / baseline when the baseline sits within 0.02 or two stderrs of chance; perplexities:
+ln(baseline) / ln(score), the ratio of cross-entropies). Fragility = 1 - mean retention over the
+expansion ratios measured (area under the curve / range), 95% bootstrap interval from the reported
+stderrs (benchmarks without stderrs get a zero-width interval). Break = the widest ratio with
+retention below 0.5. Benchmarks share a tier when their interval overlaps the tier head's."""
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(_fmt(v).replace("|", "/") for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def _sections(a: Analysis, figures: dict[str, Path]) -> list[tuple[str, str | pd.DataFrame | Path]]:
+    """(heading, content) in report order; content is prose, a table or a figure."""
+    out: list[tuple[str, str | pd.DataFrame | Path]] = [("Capability fragility", INTRO)]
+    out += [("Hypotheses", a.hypotheses),
+            ("Hierarchy by capability (most fragile first)", a.capabilities[CAPABILITY_COLUMNS]),
+            ("Hierarchy by benchmark (most fragile first)", a.hierarchy[HIERARCHY_COLUMNS]),
+            ("Retention heatmap", figures["heatmap"]),
+            ("Retention curves by capability", figures["curves"])]
+    bad = a.shapes[a.shapes["shape"] != "monotone"]
+    out.append(("Non-monotonic curves", bad if not bad.empty else "Every curve is monotone within noise."))
+    if "base_vs_instruct" in figures:
+        out += [("Base vs instruct", figures["base_vs_instruct"]), ("Base vs instruct (table)", a.base_vs_instruct)]
+    else:
+        out.append(("Base vs instruct", "No size and method was measured in both variants."))
+    out.append(("Deltas from baseline (the study's table)", delta_table(a.retention)))
+    return out
+
+
+def _markdown(sections) -> str:
+    parts = ["# GLU width pruning: capability fragility report"]
+    for heading, content in sections:
+        parts.append(f"## {heading}")
+        if isinstance(content, pd.DataFrame):
+            parts.append(markdown_table(content))
+        elif isinstance(content, Path):
+            parts.append(f"![{heading}]({content.name})")
+        else:
+            parts.append(content)
+    return "\n\n".join(parts) + "\n"
+
+
+def _html(sections) -> str:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>glu-ray report</title><style>"
+             "body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>",
+             "<h1>GLU width pruning: capability fragility report</h1>"]
+    for heading, content in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if isinstance(content, pd.DataFrame):
+            parts.append(content.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}"))
+        elif isinstance(content, Path):
+            parts.append(f"<img src='{html.escape(content.name)}' alt='{html.escape(heading)}'>")
+        else:
+            parts.append(f"<p>{html.escape(content)}</p>")
+    return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | None = None,
+                 tracking_uri: str | None = None, n_boot: int = 1000, seed: int = 0) -> Path:
+    """Analyse the tidy table ``df`` (analysis.load / analysis.mlflow_io), write report.md,
+    report.html, figures and CSVs to ``out_dir``, log the folder to ``mlflow_run_id`` when given;
+    return the path of report.md."""
+    if df.empty or not (df["method"] == "baseline").any():
+        raise GluRayError("no results with an unpruned baseline to compare against")
+    a = analyse(df, n_boot=n_boot, seed=seed)
+    if a.hierarchy.empty:
+        raise GluRayError("no pruned run shares a model and benchmark with a baseline")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {"heatmap": plots.heatmap(a.retention, a.hierarchy, out / "retention_heatmap.png"),
+               "curves": plots.capability_curves(a.retention, out / "retention_curves.png")}
+    pair = plots.base_vs_instruct(a.base_vs_instruct, out / "base_vs_instruct.png")
+    if pair is not None:
+        figures["base_vs_instruct"] = pair
+    sections = _sections(a, figures)
+    (out / "report.md").write_text(_markdown(sections))
+    (out / "report.html").write_text(_html(sections))
+    for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses"):
+        getattr(a, name).to_csv(out / f"{name}.csv", index=False)
+    delta_table(a.retention).to_csv(out / "deltas.csv", index=False)
+    if mlflow_run_id is not None:
+        from analysis.mlflow_io import log_report
+
+        log_report(mlflow_run_id, out, tracking_uri)
+    return out / "report.md"

@@ -1,0 +1,82 @@
+"""The tidy table every source produces: a row per (run, benchmark), headline metric only.
+
+Each source (analysis.load, analysis.mlflow_io) only builds a RunInfo and a flat dict of values
+keyed like ``names.metric_key`` (``mmlu/acc``, ``mmlu/acc_stderr``); ``tidy_rows`` does the rest,
+so metric choice, direction and chance are decided in one place (analysis.benchmarks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.benchmarks import BenchMeta
+
+COLUMNS = (
+    "model", "size", "variant", "method", "expansion_ratio", "pruning_pct", "width",
+    "benchmark", "capability", "score", "stderr", "direction", "chance", "status", "score_name",
+)
+BASELINE = "baseline"
+COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One evaluated model: everything in a tidy row that is not about a benchmark."""
+
+    model: str  # the unpruned model this run starts from; pairs a run with its baseline
+    size: str  # parameter count label from the data (``1.24B``), never guessed from a name
+    variant: str  # base | instruct
+    method: str  # importance metric, or 'baseline' for the unpruned model
+    expansion_ratio: float
+    pruning_pct: float
+    width: float  # NaN where the source does not say
+    status: str = COMPLETED
+
+
+def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],
+          *, keep_missing: bool = False) -> list[dict]:
+    """Tidy rows for the benchmarks in ``meta`` that ``values`` scores (all of them if keep_missing:
+    a trial stopped early still says which benchmarks it never reached)."""
+    rows = []
+    for bench in meta.values():
+        score = number(values.get(bench.key))
+        if math.isnan(score) and not keep_missing:
+            continue
+        rows.append({
+            **asdict(info),
+            "benchmark": bench.name,
+            "capability": bench.capability,
+            "score": score,
+            "stderr": number(values.get(bench.stderr_key)),
+            "direction": bench.direction,
+            "chance": bench.chance,
+            "score_name": bench.key.partition("/")[2],
+        })
+    return rows
+
+
+def number(value) -> float:
+    """Published tables write ``N/A`` and empty cells; both mean 'not measured'."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def tidy_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=list(COLUMNS))
+
+
+def size_label(num_params: float) -> str:
+    """``1235814400`` -> ``1.24B``; NaN -> ``?``."""
+    if not num_params or math.isnan(num_params):
+        return "?"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if num_params >= scale:
+            return f"{num_params / scale:.3g}{unit}"
+    return f"{int(num_params)}"

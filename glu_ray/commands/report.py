@@ -1,0 +1,33 @@
+"""glu-ray report: the capability-fragility report from a sweep, lm-eval outputs or published tables."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("report", help="write the capability-fragility report (Markdown + HTML + figures)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--experiment", help="MLflow experiment written by a sweep")
+    src.add_argument("--published", help="folder of the study's published tables (*_complete_results*.json + CSV)")
+    src.add_argument("--lm-eval-results", help="folder of lm-eval --output_path results*.json")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own default)")
+    p.add_argument("--out", required=True, help="folder to write report.md, report.html and figures")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    # analysis pulls in pandas/matplotlib: imported here so other subcommands start fast.
+    from analysis import from_lm_eval, from_mlflow, from_published, sweep_run_id, write_report
+
+    run_id = None
+    if args.experiment:
+        df = from_mlflow(args.experiment, args.tracking_uri)
+        run_id = sweep_run_id(args.experiment, args.tracking_uri)
+    elif args.published:
+        df = from_published(args.published)
+    else:
+        df = from_lm_eval(args.lm_eval_results)
+    path = write_report(df, args.out, mlflow_run_id=run_id, tracking_uri=args.tracking_uri)
+    print(f"wrote {path} and {path.with_suffix('.html')}" + (f"; logged to run {run_id}" if run_id else ""))
+    return 0

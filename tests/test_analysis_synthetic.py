@@ -1,0 +1,178 @@
+"""Synthetic results with a known hierarchy, a U-curve and an instruct variant; all three sources."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import analyse, from_lm_eval, from_mlflow, sweep_run_id, write_report
+from analysis.tidy import COLUMNS
+from glu_ray.cli import main
+
+RATIOS = (3.2, 2.4, 1.6)  # pruned; the baseline sits at 4.0
+# benchmark -> (capability, chance, direction, baseline, pruned scores widest first)
+TRUTH = {
+    "mmlu": ("knowledge", 0.25, "higher", 0.60, (0.40, 0.30, 0.26)),  # most fragile
+    "hellaswag": ("commonsense", 0.25, "higher", 0.70, (0.66, 0.58, 0.48)),
+    "piqa": ("physical", 0.5, "higher", 0.80, (0.795, 0.79, 0.785)),  # most robust
+    "boolq": ("reading QA", 0.5, "higher", 0.80, (0.62, 0.56, 0.76)),  # dips, then recovers
+    "wikitext": ("language modelling", float("nan"), "lower", 10.0, (12.0, 15.0, 20.0)),
+}
+
+
+def synthetic(variant: str = "base", mmlu_scale: float = 1.0) -> list[dict]:
+    rows = []
+    for bench, (cap, chance, direction, base, pruned) in TRUTH.items():
+        points = [(4.0, "baseline", base)] + [(r, "maw", s) for r, s in zip(RATIOS, pruned)]
+        for ratio, method, score in points:
+            if bench == "mmlu" and method != "baseline":
+                score = chance + (score - chance) * mmlu_scale
+            rows.append(dict(model=f"M-{variant}", size="1B", variant=variant, method=method,
+                             expansion_ratio=ratio, pruning_pct=100 * (1 - ratio / 4), width=ratio * 64,
+                             benchmark=bench, capability=cap, score=score, stderr=0.005,
+                             direction=direction, chance=chance, status="completed", score_name="acc"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def result():
+    df = pd.DataFrame(synthetic("base") + synthetic("instruct", mmlu_scale=0.3), columns=list(COLUMNS))
+    return analyse(df, n_boot=300)
+
+
+def test_hierarchy_orders_most_fragile_first(result):
+    base = result.hierarchy[result.hierarchy["variant"] == "base"]
+    assert base["benchmark"].tolist()[0] == "mmlu"
+    assert base["benchmark"].tolist()[-1] == "piqa"
+    assert base["tier"].is_monotonic_increasing
+    caps = result.capabilities[result.capabilities["variant"] == "base"]
+    assert caps["capability"].iloc[0] == "knowledge"
+
+
+def test_u_curve_is_detected_and_nothing_else(result):
+    shapes = result.shapes[result.shapes["variant"] == "base"].set_index("benchmark")
+    assert shapes.loc["boolq", "shape"] == "non-monotonic"
+    assert shapes.loc["boolq", "trough_ratio"] == 2.4
+    assert (shapes.drop(index="boolq")["shape"] == "monotone").all()
+
+
+def test_perplexity_retention_is_the_cross_entropy_ratio(result):
+    r = result.retention.set_index(["variant", "benchmark", "ratio"])
+    assert r.loc[("base", "wikitext", 2.4), "retention"] == pytest.approx(math.log(10) / math.log(15))
+    assert r.loc[("base", "hellaswag", 2.4), "retention"] == pytest.approx((0.58 - 0.25) / (0.70 - 0.25))
+    assert r.loc[("base", "wikitext", 2.4), "rel_change"] == pytest.approx(0.5)
+
+
+def test_instruct_compared_with_base(result):
+    pair = result.base_vs_instruct.set_index("benchmark")
+    assert pair.loc["mmlu", "difference"] > 0.1 and not pair.loc["mmlu", "overlap"]
+    assert pair.loc["piqa", "difference"] == pytest.approx(0, abs=1e-9)
+
+
+def test_verdicts_are_computed_not_assumed(result):
+    v = result.hypotheses.set_index("id")["verdict"]
+    assert v[1] == "supported" and v[4] == "supported"
+    assert v[2] == "no data" and v[3] == "no data"  # no LAMBADA, no TruthfulQA measured
+
+
+def test_verdict_flips_when_the_data_does():
+    flat = [r | {"score": 0.6} if r["benchmark"] == "mmlu" else r for r in synthetic()]
+    v = analyse(pd.DataFrame(flat), n_boot=100).hypotheses.set_index("id")["verdict"]
+    assert v[1] == "not supported"
+
+
+# ---------------------------------------------------------------- MLflow sweep -> report
+
+def _log_sweep(uri: str, experiment: str) -> str:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.create_experiment(experiment)
+    parent = client.create_run(exp, tags={"glu_ray.role": "sweep"}).info.run_id
+    for ratio, method, status in [(4.0, "none", "completed"), (3.2, "maw", "completed"),
+                                  (2.4, "maw", "completed"), (1.6, "maw", "stopped: catastrophic")]:
+        run = client.create_run(exp, tags={"glu_ray.role": "trial", "mlflow.parentRunId": parent,
+                                           "glu_ray.status": status}).info.run_id
+        params = dict(model="/m/tiny", model_name="tiny", metric=method, expansion_ratio=ratio,
+                      pruning_pct=100 * (1 - ratio / 4), width=int(ratio * 64), suite="study", variant="base",
+                      hidden_size=64, intermediate_size=256, num_params=1_240_000_000)
+        for k, val in params.items():
+            client.log_param(run, k, val)
+        ppl = {4.0: 10.0, 3.2: 12.0, 2.4: 15.0, 1.6: 900.0}[ratio]
+        client.log_metric(run, "wikitext/word_perplexity", ppl * 2, step=0)  # an earlier stage
+        client.log_metric(run, "wikitext/word_perplexity", ppl, step=1)  # latest value wins
+        if not status.startswith("stopped"):
+            acc = {4.0: 0.6, 3.2: 0.45, 2.4: 0.35}[ratio]
+            client.log_metric(run, "mmlu/acc", acc, step=2)
+            client.log_metric(run, "mmlu/acc_stderr", 0.004, step=2)
+    assert mlflow.get_tracking_uri()  # untouched global state is fine either way
+    return parent
+
+
+def test_mlflow_sweep_loads_and_report_is_logged_to_parent(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = _log_sweep(uri, "sweep-a")
+    df = from_mlflow("sweep-a", uri)
+    assert sweep_run_id("sweep-a", uri) == parent
+    wt = df[df["benchmark"] == "wikitext"].set_index("expansion_ratio")["score"]
+    assert wt[3.2] == 12.0 and wt[4.0] == 10.0
+    assert df.loc[df["method"] == "baseline", "size"].iloc[0] == "1.24B"
+    stopped = df[df["status"] == "stopped: catastrophic"]
+    assert stopped.loc[stopped["benchmark"] == "mmlu", "score"].isna().all()  # never reached
+
+    assert main(["report", "--experiment", "sweep-a", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
+    from mlflow import MlflowClient
+    logged = {f.path for f in MlflowClient(uri).list_artifacts(parent, "report")}
+    assert {"report/report.md", "report/report.html", "report/retention_heatmap.png"} <= logged
+    ret = pd.read_csv(tmp_path / "r" / "retention.csv")
+    floor = ret[(ret["benchmark"] == "mmlu") & (ret["ratio"] == 1.6)]
+    assert floor["retention"].tolist() == [0.0]  # the stopped trial counts as broken
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["report", "--experiment", "nope", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
+    assert main(["report", "--lm-eval-results", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--lm-eval-results", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("glu-ray report: error:") == 3 and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- lm-eval output files
+
+def _model_dir(path, intermediate: int, prune: dict | None = None):
+    path.mkdir(parents=True)
+    config = dict(model_type="llama", hidden_size=64, intermediate_size=intermediate,
+                  num_hidden_layers=2, num_attention_heads=4, vocab_size=128)
+    (path / "config.json").write_text(json.dumps(config))
+    if prune:
+        (path / "glu_ray_prune.json").write_text(json.dumps(prune))
+    return path
+
+
+def _results(out, model_dir, mmlu: float) -> None:
+    doc = {"results": {"mmlu": {"alias": "mmlu", "acc,none": mmlu, "acc_stderr,none": 0.004},
+                       "wikitext": {"word_perplexity,none": 10 / mmlu, "word_perplexity_stderr,none": "N/A"}},
+           "config": {"model": "hf", "model_args": f"pretrained={model_dir},dtype=float32"}}
+    folder = out / model_dir.name
+    folder.mkdir(parents=True)
+    (folder / "results_2025-01-01T00-00-00.json").write_text(json.dumps(doc))
+
+
+def test_lm_eval_results_pair_pruned_models_with_their_baseline(tmp_path):
+    base = _model_dir(tmp_path / "models" / "tiny-base", 256)
+    pruned = _model_dir(tmp_path / "models" / "pruned-x", 154, dict(
+        metric="maw", width=154, expansion_ratio=2.40625, pruning_pct=39.8, params_before=5_000_000))
+    _results(tmp_path / "out", base, 0.6)
+    _results(tmp_path / "out", pruned, 0.4)
+    df = from_lm_eval(tmp_path / "out")
+    assert set(df["model"]) == {"tiny-base"} and set(df["size"]) == {"5M"}
+    row = df[(df["method"] == "maw") & (df["benchmark"] == "mmlu")].iloc[0]
+    assert (row["expansion_ratio"], row["width"], row["score"], row["stderr"]) == (2.40625, 154, 0.4, 0.004)
+    assert df[df["method"] == "baseline"]["expansion_ratio"].iloc[0] == 4.0
+    assert write_report(df, tmp_path / "rep", n_boot=50).is_file()
