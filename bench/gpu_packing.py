@@ -42,7 +42,7 @@ def pack_trial(spec: dict, barrier) -> dict:
     """One trial inside a Ray worker: build, prune, warm up (untimed), barrier, run workloads (timed)."""
     import torch
 
-    from gpu_trial import build_model, prune_to_pct, run_suite, suite_lm  # the bench dir is on PYTHONPATH
+    from gpu_trial import build_model, prune_to_pct, run_suite, suite_lm, warm_up  # bench dir on PYTHONPATH
 
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     if device == "cpu":
@@ -51,7 +51,7 @@ def pack_trial(spec: dict, barrier) -> dict:
     prune_to_pct(model, spec["prune_pct"])
     lm = suite_lm(model, batch_size=spec["batch_size"], max_length=spec["max_length"])
     run = dict(gen_mode=spec["gen_mode"], peak_flops=None, max_gen=spec["max_gen"])
-    run_suite(lm, [w.scaled(0) for w in spec["workloads"]], **run)  # 1 doc each: kernels, caches, allocator
+    warm_up(lm, spec["workloads"], gen_mode=spec["gen_mode"])
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if barrier is not None:

@@ -95,6 +95,12 @@ def run_suite(lm, workloads, *, gen_mode: str, peak_flops: float | None, max_gen
                          sync=_sync) for w in workloads]
 
 
+def warm_up(lm, workloads, *, gen_mode: str) -> None:
+    """One document of each workload, 2 generated tokens: CUDA context, kernels and allocator are
+    set up before anything is timed (a sweep trial pays this once, not per benchmark)."""
+    run_suite(lm, [w.scaled(0) for w in workloads], gen_mode=gen_mode, peak_flops=None, max_gen=2)
+
+
 @dataclass(frozen=True)
 class Setup:
     shapes: dict
@@ -113,6 +119,7 @@ def section_trial(name: str, s: Setup) -> dict:
     print(f"\n[trial] {name}: {report.summary()}")
     print(f"  {'benchmark':<18}{'docs':>7}{'tokens':>11}{'seconds':>10}{'tok/s':>12}{'% peak':>8}")
     lm = suite_lm(model, batch_size=a.batch_size, max_length=a.max_length)
+    warm_up(lm, s.workloads, gen_mode=a.gen)
     results = run_suite(lm, s.workloads, gen_mode=a.gen, peak_flops=s.peak_flops, max_gen=a.max_gen)
     for r in results:
         frac = "n/a" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}"
@@ -165,26 +172,46 @@ def section_speed(name: str, s: Setup) -> list[dict]:
     return rows
 
 
-def print_projection(measured: dict, stopped_fraction: float) -> None:
-    """The study grid's GPU-hours: calibrated by this run on a GPU, analytic otherwise."""
-    from glu_ray.cost import CostProfile, calibrate, estimate_sweep, trial_from_config
+GRIDS = {  # (size, variant, suite, GPU fraction, metrics) per model
+    "full": [(size, variant, suite, frac, ("maw", "vow", "pon")) for size, frac in (("1b", 0.25), ("3b", 0.5))
+             for variant, suite in (("", "base"), ("-Instruct", "instruct"))],
+    # The reference study: base models, MAW only, its 13 tasks, one trial per GPU (an L4).
+    "study": [(size, "", "study", 1.0, ("maw",)) for size in ("1b", "3b")],
+}
+
+
+def grid_trials(grid: str) -> list:
+    """TrialCosts of a grid: a baseline + 6 pruning levels per metric, sizes read from the configs."""
+    from glu_ray.cost import trial_from_config
+
+    trials = []
+    for size, variant, suite, fraction, metrics in GRIDS[grid]:
+        config = llama_config(SHAPES[size])
+        model = f"Llama-3.2-{size.upper()}{variant}"
+        base = trial_from_config(config, name=f"{model}/baseline", model=model, width=config.intermediate_size,
+                                 benchmarks=suite, gpu_fraction=fraction, baseline=True)
+        trials.append(base)
+        for metric in metrics:
+            for pct in PRUNING_PCTS:
+                w = resolve_width(TargetWidth(pruning_pct=pct), config.intermediate_size, config.hidden_size)
+                trials.append(dataclasses.replace(base, name=f"{model}/{metric}/{pct}", width=w.width, baseline=False))
+    return trials
+
+
+def print_projection(measured: dict, a: argparse.Namespace) -> None:
+    """A grid's GPU-hours: calibrated by this run on a GPU, analytic otherwise."""
+    from glu_ray.cost import CostProfile, calibrate, estimate_sweep, gpu_spec, with_gpu
 
     profile = CostProfile.default()
-    if not measured["dry_run"] and measured["device"] != "cpu":
+    if not measured["dry_run"] and gpu_spec(measured["device"]) is not None:
         profile = calibrate(profile, measured)
-    trials = []
-    for size, fraction in (("1b", 0.25), ("3b", 0.5)):
-        config = llama_config(SHAPES[size])
-        for variant, suite in (("", "base"), ("-Instruct", "instruct")):
-            model = f"Llama-3.2-{size.upper()}{variant}"
-            base = trial_from_config(config, name=f"{model}/baseline", model=model, width=config.intermediate_size,
-                                     benchmarks=suite, gpu_fraction=fraction, baseline=True)
-            trials.append(base)
-            for metric in ("maw", "vow", "pon"):
-                for pct in PRUNING_PCTS:
-                    w = resolve_width(TargetWidth(pruning_pct=pct), config.intermediate_size, config.hidden_size)
-                    trials.append(dataclasses.replace(base, name=f"{model}/{metric}/{pct}", width=w.width, baseline=False))
-    print("\n[cost] " + estimate_sweep(trials, profile, stopped_fraction=stopped_fraction).table())
+    elif not measured["dry_run"]:
+        print(f"\n[cost] no datasheet entry for {measured['device']!r} in glu_ray/gpu_costs.yaml: analytic projection")
+    if a.cost_gpu:
+        profile = with_gpu(profile, a.cost_gpu)
+    profile = dataclasses.replace(profile, gen_mode=a.gen)
+    est = estimate_sweep(grid_trials(a.grid), profile, stopped_fraction=a.stopped_fraction)
+    print(f"\n[cost] grid {a.grid}, generation {a.gen}: " + est.table())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -194,7 +221,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, help="fraction of each benchmark's documents (default 0.02; dry run 0.002)")
     p.add_argument("--pack-scale", type=float, help="fraction for each packed trial (default scale / 2)")
     p.add_argument("--pack-k", type=int, default=4, help="trials packed on one device (each gets 1/k)")
-    p.add_argument("--sections", default="trial,packing,speed")
+    p.add_argument("--sections", default="trial,packing,speed,cost")
+    p.add_argument("--grid", choices=tuple(GRIDS), default="full", help="grid the cost section projects")
+    p.add_argument("--cost-gpu", help="project on this GPU's datasheet figures (e.g. 'NVIDIA L4', the study's)")
     p.add_argument("--batch-size", type=int, help="HFLM batch size (default 32; dry run 8)")
     p.add_argument("--max-length", type=int, help="HFLM max_length (default 2048; dry run 128)")
     p.add_argument("--gen", choices=("typical", "max"), default="typical", help="generation length per request")
@@ -202,7 +231,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prune-pct", type=float, default=30.0, help="pruning of the timed trial")
     p.add_argument("--peak-tflops", type=float, help="override the GPU's dense bf16 peak")
     p.add_argument("--cpus", type=int, help="CPUs Ray may use (default: all)")
-    p.add_argument("--stopped-fraction", type=float, default=0.5, help="for the cost projection")
+    p.add_argument("--stopped-fraction", type=float, default=0.5, help="share of pruned trials early stopping ends")
     p.add_argument("--json", help="write all results here")
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, small counts: exercises the code")
     a = p.parse_args(argv)
@@ -258,7 +287,8 @@ def main(argv=None) -> dict:
             torch.cuda.empty_cache()  # the next model size gets the whole GPU
     if "packing" in sections:  # one model: the smallest asked for, as the sweep packs 1B at 0.25
         out["packing"] = section_packing(next(iter(s.shapes)), s)
-    print_projection(out, a.stopped_fraction)
+    if "cost" in sections:
+        print_projection(out, a)
     out["seconds"] = time.perf_counter() - start
     print(f"\ntotal {out['seconds']:.1f}s")
     if a.json:

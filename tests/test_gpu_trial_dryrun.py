@@ -74,7 +74,7 @@ def test_dry_run_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "gpu_trial.py"), "--dry-run", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for marker in ("[trial] 1b", "[trial] 3b", "[speed] 3b", "[packing] 1b", "[cost] Projected GPU cost of 76 trials"):
+    for marker in ("[trial] 1b", "[trial] 3b", "[speed] 3b", "[packing] 1b", "[cost] grid full, generation typical: Projected GPU cost of 76 trials"):
         assert marker in proc.stdout
     data = json.loads(out.read_text())
     instruct = [w.task for w in load_workloads().resolve("instruct")]
@@ -88,3 +88,9 @@ def test_dry_run_end_to_end(tmp_path):
         assert [r["pruning_pct"] for r in rows] == [0, 10, 20, 30, 40, 50, 60]
         params = [r["params_total"] for r in rows]
         assert params == sorted(params, reverse=True) and len(set(params)) == 7
+    # The JSON the kit writes is what calibrates the cost model once it comes from a GPU.
+    from glu_ray.cost import CostProfile, calibrate
+
+    cal = calibrate(CostProfile.default(), {**data, "dry_run": False, "device": "NVIDIA H200"})
+    assert set(cal.calibration) == set(instruct)
+    assert cal.packing_gain(0.25) == (data["packing"]["throughput_ratio"],) * 2
