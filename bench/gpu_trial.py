@@ -194,7 +194,7 @@ def grid_trials(grid: str) -> list:
         for metric in metrics:
             for pct in PRUNING_PCTS:
                 w = resolve_width(TargetWidth(pruning_pct=pct), config.intermediate_size, config.hidden_size)
-                trials.append(dataclasses.replace(base, name=f"{model}/{metric}/{pct}", width=w.width, baseline=False))
+                trials.append(base.pruned(f"{model}/{metric}/{pct}", w.width))
     return trials
 
 

@@ -114,6 +114,10 @@ class TrialCost:
         # A bias-free GLU loses gate and up rows and down columns: 3 * H per removed neuron.
         return self.num_params - 3 * self.hidden * (self.intermediate - self.width) * self.layers
 
+    def pruned(self, name: str, width: int) -> "TrialCost":
+        """The same model at another width: build one TrialCost per model, then one per trial."""
+        return replace(self, name=name, width=width, baseline=False)
+
 
 @dataclass(frozen=True)
 class Seconds:

@@ -75,7 +75,8 @@ def test_analytic_formula_prefill_and_decode_bounds():
 
 
 def test_pruned_params_and_cheaper_pruned_trials():
-    pruned = trial(4916)
+    pruned = trial(baseline=True).pruned("m/40", 4916)
+    assert (pruned.width, pruned.baseline, pruned.name) == (4916, False, "m/40")
     assert pruned.pruned_params == P1B - 3 * H1B * (I1B - 4916) * L1B
     est = estimate_sweep([trial(baseline=True), pruned], stopped_fraction=0)
     base, cut = est.trials
