@@ -1,0 +1,174 @@
+"""Run a benchmark suite on an in-memory (possibly pruned) model with EleutherAI lm-evaluation-harness.
+
+One ``lm_eval.simple_evaluate`` call per distinct few-shot setting, on
+``HFLM(pretrained=model, tokenizer=tok, max_length=...)``: the caller's model object is scored as is,
+never reloaded or copied, and never deleted. Metric names are flattened through glu_ray.names.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Iterable
+
+import torch
+
+from glu_ray.errors import GluRayError
+from glu_ray.names import metric_key, split_lm_eval_key
+from glu_ray.suites import Benchmark, Suite
+
+log = logging.getLogger(__name__)
+
+# lm-eval bootstraps the stderr of non-mean metrics (e.g. lambada perplexity) with 100k resamples by
+# default, which costs more than the tiny suite itself; 1000 is plenty for an error bar.
+BOOTSTRAP_ITERS = 1000
+RAW_KEYS = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics: dict[str, float]  # "mmlu/acc", "mmlu/acc_stderr", "gsm8k_cot/exact_match.strict-match"
+    raw: dict  # lm-eval's results, JSON-serialisable, merged over the few-shot calls
+    seconds: float
+
+
+@functools.lru_cache(maxsize=4)
+def task_manager(tasks_dir: str | None):
+    """lm-eval's TaskManager, built once per include path: indexing its ~10k YAMLs takes seconds."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=tasks_dir) if tasks_dir else TaskManager()
+
+
+def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
+    """Every benchmark's task must be known to lm-eval (built-ins + the suite's tasks_dir)."""
+    known = set(task_manager(suite.tasks_dir).all_tasks)
+    missing = [b.task for b in (benchmarks or suite.benchmarks) if b.task not in known]
+    if missing:
+        where = f"lm-eval's built-in tasks and {suite.tasks_dir}" if suite.tasks_dir else "lm-eval's built-in tasks"
+        raise GluRayError(f"unknown lm-eval task(s) {', '.join(missing)}: not found in {where}")
+
+
+def check_tokenizer(tokenizer, suite: Suite) -> None:
+    if tokenizer is None:
+        raise GluRayError("evaluation needs the model's tokenizer, got None")
+    if suite.apply_chat_template and not getattr(tokenizer, "chat_template", None):
+        raise GluRayError(f"suite {suite.name!r} applies a chat template but the tokenizer has none "
+                          "(use a base suite, or an instruction-tuned model)")
+
+
+def context_length(model, requested: int | None) -> int | None:
+    """The fixed HFLM context: the requested one, capped by what the model's positions allow."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if requested is None:
+        return limit
+    return min(requested, limit) if limit else requested
+
+
+def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit: int | float | None = None,
+              batch_size: int | str = 8, max_length: int | None = None, seed: int = 1234,
+              bootstrap_iters: int = BOOTSTRAP_ITERS) -> EvalResult:
+    """Evaluate ``suite`` (or one of its stages) on an in-memory model; metrics flat and MLflow-safe."""
+    benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
+    check_tokenizer(tokenizer, suite)
+    check_tasks(suite, benchmarks)
+    length = context_length(model, max_length or suite.max_length)
+    started = time.perf_counter()
+    metrics: dict[str, float] = {}
+    raw: dict = {key: {} for key in RAW_KEYS}
+    by_shots = sorted(benchmarks, key=lambda b: b.num_fewshot)
+    for shots, group in groupby(by_shots, key=lambda b: b.num_fewshot):
+        group = tuple(group)
+        out = _evaluate(model, tokenizer, suite, group, shots, limit=limit, batch_size=batch_size,
+                        max_length=length, seed=seed, bootstrap_iters=bootstrap_iters)
+        for key in RAW_KEYS:
+            raw[key].update(out.get(key) or {})
+        metrics.update(flatten(group, out))
+    raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "seed": seed}
+    return EvalResult(metrics, _jsonable(raw), time.perf_counter() - started)
+
+
+def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shots: int, *, limit, batch_size,
+              max_length, seed, bootstrap_iters) -> dict:
+    """One simple_evaluate call; the HFLM wrapper and lm-eval's task state are freed afterwards."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    pad_token = tokenizer.pad_token  # HFLM sets one when missing; give the caller theirs back
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    try:
+        return simple_evaluate(
+            model=lm, tasks=[b.task for b in group], num_fewshot=shots, limit=limit,
+            task_manager=task_manager(suite.tasks_dir), log_samples=False, bootstrap_iters=bootstrap_iters,
+            apply_chat_template=suite.apply_chat_template, fewshot_as_multiturn=suite.apply_chat_template,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        )
+    finally:
+        tokenizer.pad_token = pad_token
+        del lm
+        free_memory()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def flatten(benchmarks: Iterable[Benchmark], out: dict) -> dict[str, float]:
+    """lm-eval's ``results[task]["acc,none"]`` -> ``{"<bench>/acc": x}``, every numeric metric and filter.
+
+    Groups (mmlu) are read from ``groups`` when lm-eval puts their aggregate there. Raises when a
+    benchmark's primary metric is missing: a suite/task mismatch must not pass silently.
+    """
+    metrics: dict[str, float] = {}
+    for bench in benchmarks:
+        table = (out.get("groups") or {}).get(bench.task) or (out.get("results") or {}).get(bench.task) or {}
+        for raw_key, value in table.items():
+            if "," not in raw_key or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # "alias", "N/A" stderrs, sample counts
+            name, filter_name = split_lm_eval_key(raw_key)
+            metrics[metric_key(bench.name, name, filter_name)] = float(value)
+        if bench.key not in metrics:
+            got = sorted(k for k in table if "," in k)
+            raise GluRayError(f"lm-eval task {bench.task!r} reported no {bench.metric} ({bench.filter}); it reported: "
+                              f"{', '.join(got) or 'nothing'}")
+    return metrics
+
+
+def _jsonable(obj):
+    """lm-eval configs can hold callables and numpy scalars; artifacts need plain JSON."""
+    def default(o):
+        if hasattr(o, "item"):
+            return o.item()
+        return str(o)
+
+    return json.loads(json.dumps(obj, default=default, allow_nan=True))
+
+
+def format_table(result: EvalResult, suite: Suite) -> str:
+    """A fixed-width table of each benchmark's primary and extra metrics (what `glu-ray eval` prints)."""
+    rows = [("benchmark", "stage", "capability", "metric", "value", "stderr")]
+    for b in suite.benchmarks:
+        for name in (b.metric, *b.extra_metrics):
+            value = result.metrics.get(metric_key(b.name, name, b.filter if name == b.metric else "none"))
+            err = result.metrics.get(metric_key(b.name, f"{name}_stderr", b.filter if name == b.metric else "none"))
+            if value is None:
+                continue
+            rows.append((b.name, b.stage, b.capability, name + ("" if b.filter == "none" or name != b.metric
+                                                                 else f" ({b.filter})"),
+                         _fmt(value), _fmt(err)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.4f}" if abs(x) < 1000 else f"{x:.1f}"
