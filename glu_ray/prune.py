@@ -18,24 +18,37 @@ from glu_ray.widths import Width
 
 @dataclass(frozen=True)
 class Ranking:
-    """Neuron ids of every layer, most important first: order[layer] is a permutation of range(I)."""
+    """Neuron ids of every layer, most important first: order[layer] is a permutation of range(I).
+
+    ``scores`` keeps each layer's fp32 scores so that ``keep`` can cut exactly where OptiPFair's
+    ``torch.topk`` cuts: bf16 weights give many exactly tied scores (maw of bf16 rows), and topk
+    breaks ties its own way, not by index. Without ties the kept set is a prefix of ``order``.
+    """
 
     metric: str
     seed: int
     order: tuple[torch.Tensor, ...]  # [n_layers] x [I] int64, on CPU
     seconds: float
+    scores: tuple[torch.Tensor, ...] = ()  # [n_layers] x [I] fp32, on CPU; () = cut by order
 
     def keep(self, layer: int, width: int) -> torch.Tensor:
         """The ``width`` most important neurons of ``layer``, in their original order: [width]."""
+        if self.scores:
+            # O(I) per layer: re-cutting the stored scores costs nothing next to reading weights.
+            return torch.sort(torch.topk(self.scores[layer], width).indices).values
         return torch.sort(self.order[layer][:width]).values
 
     def save(self, path: str | Path) -> None:
-        torch.save({"metric": self.metric, "seed": self.seed, "order": list(self.order), "seconds": self.seconds}, path)
+        torch.save(
+            {"metric": self.metric, "seed": self.seed, "order": list(self.order), "seconds": self.seconds,
+             "scores": list(self.scores)},
+            path,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "Ranking":
         d = torch.load(path, weights_only=True)
-        return cls(d["metric"], d["seed"], tuple(d["order"]), d["seconds"])
+        return cls(d["metric"], d["seed"], tuple(d["order"]), d["seconds"], tuple(d.get("scores", ())))
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,13 @@ def rank(model: nn.Module, metric: str, *, seed: int = 0) -> Ranking:
     """Score every neuron of every GLU layer with ``metric`` and sort, most important first."""
     get_metric(metric)  # fail on an unknown name before touching weights
     start = time.perf_counter()
-    order = []
+    order, all_scores = [], []
     for t in glu_layers(model):
         # Distinct, reproducible stream per layer for seeded metrics (random).
-        scores = score_layer(metric, t.gate.weight, t.up.weight, seed=seed * 1_000_003 + t.index)  # [I]
-        order.append(torch.argsort(scores, descending=True, stable=True).cpu())
-    return Ranking(metric.lower(), seed, tuple(order), time.perf_counter() - start)
+        scores = score_layer(metric, t.gate.weight, t.up.weight, seed=seed * 1_000_003 + t.index).cpu()  # [I]
+        all_scores.append(scores)
+        order.append(torch.argsort(scores, descending=True, stable=True))
+    return Ranking(metric.lower(), seed, tuple(order), time.perf_counter() - start, tuple(all_scores))
 
 
 @torch.no_grad()
