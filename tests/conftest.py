@@ -17,6 +17,7 @@ for _k, _v in {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
     "TOKENIZERS_PARALLELISM": "false",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # a local Ray binds to loopback only
 }.items():
     os.environ.setdefault(_k, _v)
 
@@ -50,21 +51,11 @@ def make_tiny_llama(seed: int = 0, **overrides):
 
 
 def make_tiny_tokenizer(vocab_size: int = 128):
-    """A real fast tokenizer (byte-level BPE with no merges: one token per byte), built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """A real fast byte-level tokenizer built offline: (tokenizer, vocab size)."""
+    from glu_ray.tiny_models import byte_tokenizer
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    specials = ["<unk>", "<s>", "</s>"]
-    vocab = {tok: i for i, tok in enumerate(specials)}
-    for ch in sorted(alphabet):
-        vocab.setdefault(ch, len(vocab))
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    fast.pad_token = fast.eos_token
-    return fast, len(vocab)
+    tok = byte_tokenizer()
+    return tok, len(tok)
 
 
 def save_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:

@@ -1,0 +1,86 @@
+"""The driver-side Tune callback: every trial event goes to the ledger first, then to MLflow.
+
+Ray calls these hooks in the driver process, so MLflow has a single writer. A tracking error
+never takes the sweep down: the result is already in the ledger and ``Tracker.sync`` replays it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ray.tune import Callback
+
+from glu_ray.config import TrialConfig
+from glu_ray.ledger import Event, Ledger
+from glu_ray.tracking import IDENTITY, Tracker, metrics_of
+
+log = logging.getLogger("glu_ray")
+
+
+class TrackingCallback(Callback):
+    def __init__(self, ledger: Ledger, tracker: Tracker | None):
+        self.ledger = ledger
+        self.tracker = tracker
+        self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self.last: dict[str, dict] = {}  # Tune trial id -> last result data
+        self.dirty = False  # some MLflow write failed: sync from the ledger at the end
+
+    @staticmethod
+    def _cfg(trial) -> TrialConfig:
+        return TrialConfig.from_dict(trial.config["trial"])
+
+    def _track(self, fn, *args):
+        if self.tracker is None:
+            return None
+        try:
+            return fn(*args)
+        except Exception as err:  # noqa: BLE001 - tracking must never kill the sweep
+            if not self.dirty:
+                log.warning("MLflow write failed (%s); results are kept in %s and synced later", err, self.ledger.path)
+            self.dirty = True
+            return None
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.last.pop(trial.trial_id, None)
+        run_id = self._track(lambda: self.tracker.trial_run(self._cfg(trial), fresh=True))
+        if run_id:
+            self.runs[trial.trial_id] = run_id
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        cfg = self._cfg(trial)
+        numeric = metrics_of(result)
+        data = {k: result[k] for k in result if k in IDENTITY or (k in numeric and _ours(k))}
+        stage, status = int(result["stage"]), str(result["status"])
+        self.ledger.append(Event(cfg.key, "result", stage, status, data))
+        self.last[trial.trial_id] = data
+        if trial.trial_id in self.runs:
+            self._track(self.tracker.log_stage, self.runs[trial.trial_id], stage, data)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        status = self.last.get(trial.trial_id, {}).get("status", "failed")
+        if status == "running":  # ended without its final report: Tune stopped it
+            status = "failed"
+        self._end(trial, status, None if status != "failed" else "trial ended before its last stage")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        err = getattr(trial, "error_msg", None) or "trial raised"
+        self._end(trial, "failed", _last_line(str(err)))
+
+    def _end(self, trial, status: str, error: str | None) -> None:
+        cfg = self._cfg(trial)
+        self.ledger.append(Event(cfg.key, "end", None, status, {"error": error} if error else {}))
+        run_id = self.runs.pop(trial.trial_id, None)
+        if run_id:
+            self._track(self.tracker.end_trial, run_id, status, error)
+
+
+def _ours(key: str) -> bool:
+    # Our metrics are namespaced ("ppl/...", "mmlu/acc") or named here; Ray's own (time_*, pid) are not.
+    return "/" in key or key in ("params_kept", "prune_seconds", "ranking_cached")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text

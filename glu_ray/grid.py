@@ -1,0 +1,109 @@
+"""A sweep's grid as data: models x importance metrics x target widths, checked before any trial.
+
+``build_trials`` reads only configs (no weights), so a bad grid (unknown model path, metric or
+suite, a ratio above the model's native one) fails in seconds, before Ray starts anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from glu_ray.config import EvalSpec, TrialConfig
+from glu_ray.errors import GluRayError
+from glu_ray.importance import get_metric
+from glu_ray.model import check_glu_config, param_count
+from glu_ray.widths import TargetWidth, resolve_width
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    source: str  # local folder or hub id
+    suite: str  # "base" for base models, "instruct" for chat models: the grid says which
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    models: tuple[ModelSpec, ...]
+    metrics: tuple[str, ...]
+    targets: tuple[TargetWidth, ...]
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    threshold: float = 3.0
+    seed: int = 0
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    source: str
+    name: str
+    hidden: int
+    intermediate: int
+    num_params: int
+
+
+def inspect_model(spec: ModelSpec, trust_remote_code: bool = False) -> ModelInfo:
+    """Sizes from the model's config (never its name); parameter count from a meta-device build."""
+    from transformers import AutoModelForCausalLM
+
+    config = check_glu_config(spec.source, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    name = spec.source.rstrip("/").split("/")[-1]
+    return ModelInfo(spec.source, name, config.hidden_size, config.intermediate_size, param_count(skeleton))
+
+
+def build_trials(grid: SweepGrid) -> tuple[list[TrialConfig], list[TrialConfig]]:
+    """(baselines, pruned): one unpruned baseline per model, shared by all its metrics."""
+    from glu_ray.suites import load_suite
+
+    if grid.threshold <= 1:
+        raise GluRayError(f"threshold must be > 1 (a multiple of the baseline perplexity); got {grid.threshold}")
+    for m in grid.metrics:
+        get_metric(m)
+    for spec in grid.models:
+        load_suite(spec.suite, tasks=grid.eval.tasks, tasks_dir=grid.eval.tasks_dir)
+    baselines, pruned = [], []
+    for spec in grid.models:
+        info = inspect_model(spec, grid.trust_remote_code)
+        widths = sorted({resolve_width(t, info.intermediate, info.hidden).width for t in grid.targets}, reverse=True)
+        base = _trial(grid, spec, info, None, info.intermediate)
+        baselines.append(base)
+        pruned += [_trial(grid, spec, info, m, w) for m in grid.metrics for w in widths if w < info.intermediate]
+    return baselines, pruned
+
+
+def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None, width: int) -> TrialConfig:
+    return TrialConfig(
+        model=spec.source,
+        model_name=info.name,
+        metric=metric,
+        width=width,
+        expansion_ratio=width / info.hidden,
+        pruning_pct=100 * (1 - width / info.intermediate),
+        hidden_size=info.hidden,
+        intermediate_size=info.intermediate,
+        num_params=info.num_params,
+        variant="instruct" if spec.suite == "instruct" else "base",
+        eval=replace(grid.eval, suite=spec.suite),
+        threshold=grid.threshold,
+        seed=grid.seed,
+        revision=spec.revision,
+        trust_remote_code=grid.trust_remote_code,
+    )
+
+
+def gpu_fraction(num_params: int, gpu_bytes: int) -> float:
+    """Smallest of 1/8, 1/4, 1/2, 1 of a GPU that holds a trial.
+
+    A trial needs bf16 weights (2 bytes/param) about three times over (weights, pruning copies,
+    evaluation activations and logits) plus ~4 GB of framework overhead: 1B -> 0.25 and
+    3B -> 0.5 of an 80 GB GPU.
+    """
+    need = 2 * num_params * 3 + 4 * 2**30
+    for frac in (0.125, 0.25, 0.5):
+        if frac * gpu_bytes >= need:
+            return frac
+    return 1.0

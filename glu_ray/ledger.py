@@ -1,0 +1,77 @@
+"""The sweep's own record of every trial result: an append-only JSONL file next to Ray's storage.
+
+It is written by the driver before anything is sent to MLflow, fsync'd line by line, so a killed
+driver or an unreachable tracking server never loses a finished result. A rerun reads it to skip
+trials that already finished, and MLflow is (re)synced from it idempotently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+FINAL = ("completed", "stopped: catastrophic")
+
+
+def _clean(value):
+    # JSON has no NaN/inf: keep them readable and round-trippable as strings.
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _restore(value):
+    return float(value) if value in ("nan", "inf", "-inf") else value
+
+
+@dataclass(frozen=True)
+class Event:
+    key: str  # TrialConfig.key
+    kind: str  # "result" (one per stage) or "end"
+    stage: int | None
+    status: str
+    data: dict  # metrics and identity for results; {"error": ...} for failed ends
+
+
+class Ledger:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, event: Event) -> None:
+        line = json.dumps({"key": event.key, "kind": event.kind, "stage": event.stage, "status": event.status,
+                           "data": {k: _clean(v) for k, v in event.data.items()}})
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def events(self) -> list[Event]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write: the trial simply reruns
+            out.append(Event(d["key"], d["kind"], d["stage"], d["status"], {k: _restore(v) for k, v in d["data"].items()}))
+        return out
+
+    def finished(self) -> dict[str, str]:
+        """Trial key -> final status, for trials that completed or were stopped."""
+        return {e.key: e.status for e in self.events() if e.kind == "end" and e.status in FINAL}
+
+    def results(self) -> dict[str, dict]:
+        """Trial key -> merged metrics of its latest attempt, plus its status (last one wins)."""
+        rows: dict[str, dict] = {}
+        for e in self.events():
+            if e.kind == "result" and e.stage == 0:
+                rows[e.key] = {}  # a new attempt starts at stage 0: forget a failed one's stages
+            row = rows.setdefault(e.key, {})
+            row.update(e.data)
+            row["status"] = e.status
+        return rows

@@ -1,0 +1,167 @@
+"""Run a SweepGrid on Ray Tune: baselines first, then the pruned grid, resumable by rerun.
+
+Phase 1 evaluates each model's unpruned baseline once; phase 2 runs every (model, metric, width)
+with the baseline perplexity in its config, so a trial can stop itself after stage 0. The
+ledger (see ledger.py) is the source of truth: a rerun of the same command skips every trial
+that already finished, so nothing is rerun and nothing logged twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from glu_ray.config import TrialConfig
+from glu_ray.grid import SweepGrid, build_trials, gpu_fraction
+from glu_ray.ledger import Ledger
+from glu_ray.trainable import PPL_KEY
+
+log = logging.getLogger("glu_ray")
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    name: str = "glu-ray"
+    storage: str = "runs"  # Ray results + ledger + default MLflow store; shared path on multi-node
+    tracking_uri: str | None = None  # default: SQLite under storage
+    address: str | None = None  # existing Ray cluster; RAY_ADDRESS works too
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpu_fraction: float | None = None  # override the per-model fraction
+    gpu_memory_gb: float | None = None  # for the fraction; default: the driver's GPU, else 80
+    max_failures: int = 0  # Tune retries of a failing trial
+    verbose: int = 1
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    trials: tuple[TrialConfig, ...]
+    rows: dict[str, dict]  # trial key -> merged results + status
+    finished: bool  # every trial completed, stopped or failed
+    experiment_dir: Path
+    tracking_uri: str
+
+
+def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
+    baselines, pruned = build_trials(grid)  # all input checks, before Ray starts
+    root = Path(opts.storage).resolve() / opts.name
+    ledger = Ledger(root / "ledger.jsonl")
+    cache = str(root / "rankings")
+    tracker, uri = _tracker(opts, root)
+    _init_ray(opts)
+    tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
+    configs = {c.key: c for c in baselines + pruned}
+    tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
+
+    _run_phase("baselines", baselines, ledger, tracker, opts, root)
+    ppl = {c.model: ledger.results().get(c.key, {}).get(PPL_KEY) for c in baselines}
+    pruned = [replace(c, baseline_ppl=_finite(ppl.get(c.model)), ranking_cache=cache) for c in pruned]
+    configs.update({c.key: c for c in pruned})
+    _run_phase("grid", pruned, ledger, tracker, opts, root)
+
+    tracker.sync(ledger, configs)
+    rows = ledger.results()
+    trials = tuple(baselines + pruned)
+    ended = {e.key for e in ledger.events() if e.kind == "end"}
+    finished = all(c.key in ended for c in trials)
+    tracker.end_sweep(finished)
+    return SweepResult(trials, rows, finished, root, uri)
+
+
+def _run_phase(phase, trials, ledger, tracker, opts, root) -> None:
+    from ray import tune
+
+    from glu_ray.callback import TrackingCallback
+    from glu_ray.trainable import run_trial
+
+    done = ledger.finished()
+    pending = [c for c in trials if c.key not in done]
+    if not pending:
+        return
+    gpu_mem = _gpu_memory(opts)
+    trainable = tune.with_resources(run_trial, lambda config: _resources(config, opts, gpu_mem))
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([c.to_dict() for c in pending])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(root / "ray"),
+            callbacks=[TrackingCallback(ledger, tracker)],
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            verbose=opts.verbose,
+        ),
+    )
+    tuner.fit()  # trial errors are recorded by the callback, never raised here
+
+
+def _resources(config: dict, opts: SweepOptions, gpu_mem: float) -> dict:
+    import ray
+
+    cfg = TrialConfig.from_dict(config["trial"])
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        frac = opts.gpu_fraction or gpu_fraction(cfg.num_params, int(gpu_mem))
+        return {"cpu": opts.cpus_per_trial, "gpu": frac}
+    return {"cpu": opts.cpus_per_trial}
+
+
+def _gpu_memory(opts: SweepOptions) -> float:
+    if opts.gpu_memory_gb:
+        return opts.gpu_memory_gb * 2**30
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory
+    return 80 * 2**30
+
+
+def _init_ray(opts: SweepOptions) -> None:
+    address = opts.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # A local cluster binds to loopback: nothing listens on, or probes, the network (Ray
+        # otherwise discovers the node IP by "connecting" to a public DNS server).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def _tracker(opts: SweepOptions, root: Path):
+    from glu_ray.tracking import Tracker, default_tracking_uri
+
+    uri = opts.tracking_uri or default_tracking_uri(root)
+    # Created here, in the driver, before any trial runs: parallel first use of SQLite races.
+    return Tracker(uri, opts.name, artifact_root=str(root / "mlartifacts")), uri
+
+
+def _finite(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _provenance() -> dict[str, str]:
+    import importlib.metadata as md
+    import platform
+    import subprocess
+
+    out = {"python": platform.python_version(), "host_cpus": str(os.cpu_count())}
+    for pkg in ("torch", "transformers", "lm_eval", "ray", "mlflow"):
+        try:
+            out[f"version_{pkg}"] = md.version(pkg.replace("_", "-"))
+        except md.PackageNotFoundError:
+            pass
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           timeout=5, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        out["git_commit"] = "unknown"
+    return out

@@ -1,0 +1,129 @@
+"""The command line shared by the scripts in sweeps/: flags -> SweepGrid + SweepOptions -> run.
+
+A sweep script declares its grid as a ``Preset`` and calls ``main(presets, argv)``; everything a
+researcher may override (models, metrics, ratios, suite, threshold, cluster, storage, tracking)
+is a flag here, validated before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from glu_ray.config import EvalSpec
+from glu_ray.errors import GluRayError
+from glu_ray.grid import ModelSpec, SweepGrid
+from glu_ray.sweep import SweepOptions
+from glu_ray.widths import TargetWidth
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A declared grid. ``models`` may be a function of the storage folder (models built in code)."""
+
+    models: tuple[ModelSpec, ...] | Callable[[Path], tuple[ModelSpec, ...]]
+    metrics: tuple[str, ...]
+    pruning_pcts: tuple[float, ...] = ()
+    ratios: tuple[float, ...] = ()
+    eval: EvalSpec | Callable[[Path], EvalSpec] = EvalSpec()
+    threshold: float = 3.0
+    experiment: str = "glu-ray"
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def build_parser(presets: dict[str, Preset], description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)), help="declared grid to start from")
+    p.add_argument("--models", type=_names, help="comma-separated model folders or hub ids (replaces the preset's)")
+    p.add_argument("--metrics", type=_names, help="comma-separated importance metrics, e.g. maw,vow,pon")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--ratios", type=_floats, help="expansion ratios, e.g. 3.6,2.4")
+    how.add_argument("--pruning-pcts", type=_floats, help="percentages of MLP neurons removed, e.g. 10,40")
+    p.add_argument("--suite", help="benchmark suite for --models (default: the preset's)")
+    p.add_argument("--tasks", type=_names, help="only these benchmarks of the suite")
+    p.add_argument("--tasks-dir", help="your own lm-eval task folder")
+    p.add_argument("--limit", type=int, help="items per task (quick runs)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--ppl-text", help="stage-0 perplexity text file (default: the preset's / WikiText-2)")
+    p.add_argument("--threshold", type=float, help="stop a trial whose stage-0 perplexity exceeds this x baseline")
+    p.add_argument("--experiment", help="MLflow experiment (and results folder) name")
+    p.add_argument("--storage", default="runs", help="results folder (a shared path on a multi-node cluster)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --storage)")
+    p.add_argument("--address", help="existing Ray cluster address (RAY_ADDRESS works too)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpu-fraction", type=float, help="GPU share per trial (default: from model size)")
+    p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial")
+    p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
+    return p
+
+
+def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
+    storage = Path(args.storage)
+    models = preset.models(storage) if callable(preset.models) else preset.models
+    if args.models:
+        suite = args.suite or models[0].suite
+        models = tuple(ModelSpec(m, suite) for m in args.models)
+    elif args.suite:
+        models = tuple(replace(m, suite=args.suite) for m in models)
+    pcts, ratios = (args.pruning_pcts, args.ratios) if (args.pruning_pcts or args.ratios) else (preset.pruning_pcts, preset.ratios)
+    targets = tuple(TargetWidth(pruning_pct=p) for p in pcts or ()) + tuple(TargetWidth(expansion_ratio=r) for r in ratios or ())
+    if not targets:
+        raise GluRayError("the grid has no ratios: give --ratios or --pruning-pcts")
+    ev = preset.eval(storage) if callable(preset.eval) else preset.eval
+    overrides = {"tasks": args.tasks, "tasks_dir": args.tasks_dir, "limit": args.limit,
+                 "batch_size": args.batch_size, "ppl_text": args.ppl_text}
+    ev = replace(ev, **{k: v for k, v in overrides.items() if v is not None})
+    threshold = args.threshold if args.threshold is not None else preset.threshold
+    return SweepGrid(models, args.metrics or preset.metrics, targets, ev, threshold)
+
+
+def options_from_args(args: argparse.Namespace, preset: Preset) -> SweepOptions:
+    return SweepOptions(
+        name=args.experiment or preset.experiment, storage=args.storage, tracking_uri=args.tracking_uri,
+        address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+        gpu_fraction=args.gpu_fraction, max_failures=args.max_failures,
+    )
+
+
+def main(presets: dict[str, Preset], argv: list[str] | None = None, description: str = "") -> int:
+    args = build_parser(presets, description).parse_args(argv)
+    preset = presets[args.preset]
+    try:
+        grid = grid_from_args(args, preset)
+        opts = options_from_args(args, preset)
+        if args.estimate:
+            from glu_ray.estimate import print_estimate
+
+            return print_estimate(grid, opts)
+        return _run(grid, opts)
+    except GluRayError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(grid: SweepGrid, opts: SweepOptions) -> int:
+    from glu_ray.results import format_table, results_table, trial_status_counts
+    from glu_ray.sweep import run_sweep
+
+    result = run_sweep(grid, opts)
+    table = results_table(result.trials, result.rows)
+    print("\n" + format_table(table))
+    print(f"\n{len(table)} trials: {trial_status_counts(table)}")
+    if not result.finished:
+        print("sweep interrupted: rerun the same command to resume (finished trials are kept)")
+    print(f"results: {result.experiment_dir}\nbrowse:  glu-ray ui --tracking-uri {result.tracking_uri}")
+    return 0 if result.finished else 1

@@ -1,0 +1,148 @@
+"""The Ray Tune trial: load, rank (cached), prune, evaluate in stages, report after each.
+
+Stage 0 is the fast perplexity; a pruned model whose perplexity is non-finite or above
+``threshold x`` its baseline is stopped there (status ``stopped: catastrophic``). Stage 1 runs
+the suite's cheap tasks, stage 2 the rest. Every report carries the trial's identity.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+from functools import lru_cache
+from typing import Callable
+
+import torch
+
+from glu_ray.config import TrialConfig
+from glu_ray.model import glu_layers, load_model, param_count
+from glu_ray.prune import prune
+from glu_ray.ranking_cache import cached_rank
+from glu_ray.widths import Width
+
+COMPLETED, STOPPED, FAILED = "completed", "stopped: catastrophic", "failed"
+PPL_KEY = "ppl/word_perplexity"
+
+
+@torch.no_grad()
+def _scale_down(model) -> None:
+    # A real catastrophe: blow up every MLP output so the residual stream drowns.
+    for t in glu_layers(model):
+        t.down.weight.mul_(1e4)
+
+
+@torch.no_grad()
+def _nan_weights(model) -> None:
+    glu_layers(model)[0].down.weight[0, 0] = float("nan")
+
+
+def _raise(model) -> None:
+    raise RuntimeError("injected fault: trial raised")
+
+
+def _oom(model) -> None:
+    raise torch.OutOfMemoryError("injected fault: CUDA out of memory")
+
+
+# Tests only: faults a trial injects on itself, by name (TrialConfig.fault).
+FAULTS: dict[str, Callable] = {"catastrophic": _scale_down, "nan": _nan_weights, "raise": _raise, "oom": _oom}
+
+
+def run_trial(config: dict) -> None:
+    """Ray Tune function trainable. ``config["trial"]`` is a TrialConfig dict."""
+    from ray import tune
+
+    cfg = TrialConfig.from_dict(config["trial"])
+    # lm-eval bootstraps some stderrs in a forked multiprocessing pool; forking a threaded Ray
+    # worker deadlocks, so bootstrap in-process.
+    os.environ.setdefault("DISABLE_MULTIPROC", "1")
+    _use_assigned_cpus()
+    model = tok = None
+    try:
+        model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        ident = {**cfg.identity(), "params_kept": param_count(model)}
+        if not cfg.is_baseline:
+            ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed)
+            report = prune(model, ranking, Width(cfg.width, cfg.intermediate_size, cfg.hidden_size))
+            ident.update(params_kept=report.params_after, ranking_cached=int(cached), prune_seconds=report.seconds)
+        if cfg.fault:
+            FAULTS[cfg.fault](model)
+        for stage, metrics, status in evaluate_stages(cfg, model, tok):
+            tune.report({**ident, **metrics, "stage": stage, "status": status})
+            if status != "running":
+                return
+    finally:
+        del model, tok
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def evaluate_stages(cfg: TrialConfig, model, tok):
+    """Yield (stage, metrics, status) after each stage; status 'running' until the last."""
+    from glu_ray.evaluate import run_suite
+    from glu_ray.perplexity import fast_perplexity
+    from glu_ray.suites import load_suite
+
+    suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
+    max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
+    ppl = fast_perplexity(model, tok, _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs), max_length=max_length,
+                          batch_size=cfg.eval.batch_size)
+    stage0 = {PPL_KEY: ppl.word_perplexity, "ppl/byte_perplexity": ppl.byte_perplexity, "ppl/seconds": ppl.seconds}
+    if is_catastrophic(cfg, ppl.word_perplexity):
+        yield 0, {**stage0, "ppl/ratio_to_baseline": _ratio(cfg, ppl.word_perplexity)}, STOPPED
+        return
+    stages = [s for s in ("cheap", "full") if suite.stage(s)]
+    yield 0, {**stage0, "ppl/ratio_to_baseline": _ratio(cfg, ppl.word_perplexity)}, "running" if stages else COMPLETED
+    for i, stage in enumerate(stages, start=1):
+        result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,
+                                                       batch_size=bs, max_length=max_length, seed=1234 + cfg.seed),
+                                 cfg.eval.batch_size)
+        last = i == len(stages)
+        yield i, {**result.metrics, f"eval/seconds_stage{i}": result.seconds}, COMPLETED if last else "running"
+
+
+def is_catastrophic(cfg: TrialConfig, ppl: float) -> bool:
+    """Non-finite perplexity always; otherwise above threshold x baseline (pruned trials only)."""
+    if not math.isfinite(ppl):
+        return True
+    return cfg.baseline_ppl is not None and not cfg.is_baseline and ppl > cfg.threshold * cfg.baseline_ppl
+
+
+def _ratio(cfg: TrialConfig, ppl: float) -> float:
+    return ppl / cfg.baseline_ppl if cfg.baseline_ppl else (1.0 if cfg.is_baseline else float("nan"))
+
+
+def _with_oom_retry(fn, batch_size: int):
+    """Out of GPU memory: free what we can and retry with half the batch, down to 1."""
+    while True:
+        try:
+            return fn(batch_size)
+        except torch.OutOfMemoryError:
+            if batch_size <= 1:
+                raise
+            batch_size //= 2
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+@lru_cache(maxsize=4)
+def _documents(source: str | None, max_docs: int | None) -> tuple[str, ...]:
+    from glu_ray.perplexity import load_documents
+
+    docs = load_documents(source)
+    return tuple(docs[:max_docs] if max_docs else docs)
+
+
+def _use_assigned_cpus() -> None:
+    """torch threads = the CPUs Ray gave this trial, so packed trials do not oversubscribe."""
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # noqa: BLE001 - outside Ray (direct calls in tests): leave torch alone
+        return
+    if cpus:
+        torch.set_num_threads(max(1, int(cpus)))
