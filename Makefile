@@ -31,7 +31,7 @@ $(OFFLINE_HOME)/ray_bootstrap_config.yaml:
 	printf 'provider:\n  type: local\n' > $@
 
 demo: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
-	$(OFFLINE) $(BIN)/python -m glu_ray.demo
+	$(OFFLINE) $(BIN)/python sweeps/full_grid.py --preset tiny --storage runs
 
 test: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
 	$(OFFLINE) $(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)

@@ -44,19 +44,22 @@ class ModelInfo:
     num_params: int
 
 
-def inspect_model(spec: ModelSpec, trust_remote_code: bool = False) -> ModelInfo:
+def inspect_model(spec: ModelSpec, trust_remote_code: bool = False, load_config=check_glu_config) -> ModelInfo:
     """Sizes from the model's config (never its name); parameter count from a meta-device build."""
     from transformers import AutoModelForCausalLM
 
-    config = check_glu_config(spec.source, trust_remote_code=trust_remote_code)
+    config = load_config(spec.source, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     name = spec.source.rstrip("/").split("/")[-1]
     return ModelInfo(spec.source, name, config.hidden_size, config.intermediate_size, param_count(skeleton))
 
 
-def build_trials(grid: SweepGrid) -> tuple[list[TrialConfig], list[TrialConfig]]:
-    """(baselines, pruned): one unpruned baseline per model, shared by all its metrics."""
+def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[TrialConfig], list[TrialConfig]]:
+    """(baselines, pruned): one unpruned baseline per model, shared by all its metrics.
+
+    ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
+    """
     from glu_ray.suites import load_suite
 
     if grid.threshold <= 1:
@@ -67,7 +70,7 @@ def build_trials(grid: SweepGrid) -> tuple[list[TrialConfig], list[TrialConfig]]
         load_suite(spec.suite, tasks=grid.eval.tasks, tasks_dir=grid.eval.tasks_dir)
     baselines, pruned = [], []
     for spec in grid.models:
-        info = inspect_model(spec, grid.trust_remote_code)
+        info = inspect_model(spec, grid.trust_remote_code, load_config)
         widths = sorted({resolve_width(t, info.intermediate, info.hidden).width for t in grid.targets}, reverse=True)
         base = _trial(grid, spec, info, None, info.intermediate)
         baselines.append(base)

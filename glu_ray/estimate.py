@@ -1,0 +1,42 @@
+"""`--estimate`: the projected GPU-hours of a sweep grid, printed before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glu_ray.errors import GluRayError
+from glu_ray.grid import SweepGrid, build_trials, gpu_fraction
+from glu_ray.model import check_glu_config
+
+SNAPSHOTS = Path(__file__).resolve().parent / "model_configs"
+
+
+def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
+    """The model's live config; offline, the bundled snapshot of a study model's config."""
+    try:
+        return check_glu_config(source, trust_remote_code=trust_remote_code)
+    except GluRayError:
+        snapshot = SNAPSHOTS / f"{source.replace('/', '__')}.json"
+        if not snapshot.is_file():
+            raise
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(snapshot)
+
+
+def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpu_memory_gb: float = 141.0) -> int:
+    """Cost every trial of ``grid`` with glu_ray.cost and print the table; returns 0."""
+    from glu_ray.cost import estimate_sweep, load_profile, trial_from_config
+    from glu_ray.suites import load_suite
+
+    baselines, pruned = build_trials(grid, load_config=config_or_snapshot)
+    costs = []
+    for base in baselines:
+        suite = load_suite(base.eval.suite, tasks=base.eval.tasks, tasks_dir=base.eval.tasks_dir)
+        frac = opts.gpu_fraction or gpu_fraction(base.num_params, int(gpu_memory_gb * 2**30))
+        tasks = tuple(b.task for b in suite.benchmarks)
+        root = trial_from_config(config_or_snapshot(base.model), name=base.name, model=base.model_name,
+                                 width=base.width, benchmarks=tasks, gpu_fraction=frac, baseline=True)
+        costs += [root] + [root.pruned(t.name, t.width) for t in pruned if t.model == base.model]
+    print(estimate_sweep(costs, load_profile(), stopped_fraction=stopped_fraction).table())
+    return 0
