@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glu_ray.errors import GluRayError
 from glu_ray.importance import get_metric, score_layer
 from glu_ray.model import glu_layers, param_count
 from glu_ray.widths import Width
@@ -97,8 +98,7 @@ def prune(model: nn.Module, ranking: Ranking, width: Width) -> PruneReport:
     start = time.perf_counter()
     before = param_count(model)
     triples = glu_layers(model)
-    if len(triples) != len(ranking.order):
-        raise ValueError(f"ranking has {len(ranking.order)} layers, model has {len(triples)}")
+    _check_fits(ranking, triples, width)
     for t in triples:
         if width.width == t.width:
             continue  # 0% pruning: leave the layer untouched
@@ -118,6 +118,20 @@ def prune(model: nn.Module, ranking: Ranking, width: Width) -> PruneReport:
         params_after=param_count(model),
         seconds=time.perf_counter() - start,
     )
+
+
+def _check_fits(ranking: Ranking, triples: list, width: Width) -> None:
+    """A ranking only indexes the model it was computed on: same layers, same (unpruned) widths."""
+    if len(triples) != len(ranking.order):
+        raise GluRayError(f"ranking has {len(ranking.order)} layers, the model has {len(triples)}")
+    for t in triples:
+        if ranking.order[t.index].numel() != t.width:
+            raise GluRayError(
+                f"ranking was computed for intermediate size {ranking.order[t.index].numel()}, layer {t.index} "
+                f"has {t.width} (prune a fresh copy of the model the ranking came from)"
+            )
+    if not 1 <= width.width <= triples[0].width:
+        raise GluRayError(f"width must be in [1, {triples[0].width}] (got {width.width})")
 
 
 def _slice_linear(linear: nn.Linear, keep: torch.Tensor, dim: int) -> None:

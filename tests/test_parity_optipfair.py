@@ -14,6 +14,7 @@ import torch
 from conftest import make_tiny_llama
 from glu_ray import TargetWidth, glu_layers, prune, rank, resolve_width
 from glu_ray.importance import score_layer
+from test_prune import logits, one_thread  # noqa: F401  (one_thread: autouse fixture, 100 s -> 6 s here)
 
 optipfair = pytest.importorskip("optipfair")
 from optipfair.pruning.mlp_glu import IMPORTANCE_FUNCTIONS  # noqa: E402
@@ -28,15 +29,6 @@ SHAPES = [
     ("tiny-bf16", torch.bfloat16, {}),
     ("bias-bf16", torch.bfloat16, dict(hidden_size=48, intermediate_size=136, num_hidden_layers=3, mlp_bias=True)),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny ops on an oversubscribed 2-CPU box: a second OpenMP thread only waits (100 s vs 6 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=[s[0] for s in SHAPES])
@@ -78,12 +70,6 @@ def assert_same_pruned(ours, theirs) -> None:
             if la.bias is not None:
                 assert torch.equal(la.bias, lb.bias), f"layer {a.index} {part} bias differs"
             assert (la.in_features, la.out_features) == tuple(reversed(la.weight.shape))
-
-
-def logits(model) -> torch.Tensor:
-    ids = torch.arange(24).remainder(model.config.vocab_size).reshape(2, 12)
-    with torch.no_grad():
-        return model(ids).logits
 
 
 @pytest.mark.parametrize("metric", METRICS)
