@@ -1,6 +1,7 @@
 """The driver-side Tune callback: every trial event goes to the ledger first, then to MLflow.
 
-Ray calls these hooks in the driver process, so MLflow has a single writer. A tracking error
+Ray calls these hooks in the driver process, so MLflow has a single writer; a trial's files
+(written by the trial into ``TrialConfig.artifact_dir``) are logged from here when it ends. A tracking error
 never takes the sweep down: the result is already in the ledger and ``Tracker.sync`` replays it.
 """
 
@@ -30,8 +31,8 @@ class TrackingCallback(Callback):
         return TrialConfig.from_dict(trial.config["trial"])
 
     def _track(self, fn, *args):
-        if self.tracker is None:
-            return None
+        if self.tracker is None or self.dirty:
+            return None  # after one failed write, skip MLflow (each try can block) until the final sync
         try:
             return fn(*args)
         except Exception as err:  # noqa: BLE001 - tracking must never kill the sweep
@@ -65,7 +66,7 @@ class TrackingCallback(Callback):
         self._end(trial, status, None if status != "failed" else "trial ended before its last stage")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        err = getattr(trial, "error_msg", None) or "trial raised"
+        err = _error_text(trial) or "trial raised"
         self._end(trial, "failed", _last_line(str(err)))
 
     def _end(self, trial, status: str, error: str | None) -> None:
@@ -73,12 +74,23 @@ class TrackingCallback(Callback):
         self.ledger.append(Event(cfg.key, "end", None, status, {"error": error} if error else {}))
         run_id = self.runs.pop(trial.trial_id, None)
         if run_id:
+            # Files before the final status: a run marked finished is never revisited by sync.
+            self._track(self.tracker.log_trial_artifacts, run_id, cfg.artifact_dir)
             self._track(self.tracker.end_trial, run_id, status, error)
 
 
 def _ours(key: str) -> bool:
     # Our metrics are namespaced ("ppl/...", "mmlu/acc") or named here; Ray's own (time_*, pid) are not.
     return "/" in key or key in ("params_kept", "prune_seconds", "ranking_cached")
+
+
+def _error_text(trial) -> str | None:
+    """The trial's traceback: Ray keeps it in the trial's error file (``error_msg`` in older Rays)."""
+    try:
+        text = trial.get_error()
+    except Exception:  # noqa: BLE001 - no error file (storage gone): fall back
+        text = None
+    return str(text) if text else getattr(trial, "error_msg", None)
 
 
 def _last_line(text: str) -> str:

@@ -12,7 +12,7 @@ import sys
 
 from glu_ray.errors import GluRayError
 
-COMMANDS = ("prune", "eval", "report")  # each names glu_ray/commands/<name>.py
+COMMANDS = ("prune", "eval", "report", "ui")  # each names glu_ray/commands/<name>.py
 
 
 def build_parser() -> argparse.ArgumentParser:

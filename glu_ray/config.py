@@ -46,6 +46,7 @@ class TrialConfig:
     revision: str | None = None
     trust_remote_code: bool = False
     ranking_cache: str | None = None  # folder shared by trials: one ranking per (model, metric)
+    artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
     fault: str | None = None  # tests only: inject a named fault (see trainable.FAULTS)
 
     @property

@@ -52,6 +52,7 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     root = Path(opts.storage).resolve() / opts.name
     ledger = Ledger(root / "ledger.jsonl")
     cache = str(root / "rankings")
+    baselines, pruned = ([_with_artifact_dir(c, root) for c in group] for group in (baselines, pruned))
     tracker, uri = _tracker(opts, root)
     _init_ray(opts)
     tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
@@ -69,6 +70,7 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     trials = tuple(baselines + pruned)
     ended = {e.key for e in ledger.events() if e.kind == "end"}
     finished = all(c.key in ended for c in trials)
+    tracker.publish(_table(trials, rows), root / "report")  # results table + analysis report; never raises
     tracker.end_sweep(finished)
     return SweepResult(trials, rows, finished, root, uri)
 
@@ -142,6 +144,23 @@ def _tracker(opts: SweepOptions, root: Path):
     uri = opts.tracking_uri or default_tracking_uri(root)
     # Created here, in the driver, before any trial runs: parallel first use of SQLite races.
     return Tracker(uri, opts.name, artifact_root=str(root / "mlartifacts")), uri
+
+
+def _with_artifact_dir(cfg: TrialConfig, root: Path) -> TrialConfig:
+    """The trial's own folder for its MLflow files, under storage (shared on a cluster)."""
+    import hashlib
+
+    from glu_ray.names import safe
+
+    # Readable, and unique: two models may share a short name.
+    slug = safe(cfg.name).replace("/", "_") + "-" + hashlib.sha1(cfg.key.encode()).hexdigest()[:8]
+    return replace(cfg, artifact_dir=str(root / "trials" / slug))
+
+
+def _table(trials, rows):
+    from glu_ray.results import results_table
+
+    return results_table(trials, rows)
 
 
 def _finite(x) -> float | None:

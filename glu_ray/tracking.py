@@ -2,17 +2,27 @@
 
 Layout: one experiment per sweep; one parent run (tag ``glu_ray.role=sweep``) and one child run
 per trial (``glu_ray.role=trial``, ``mlflow.parentRunId``), named like ``Llama-3.2-1B/maw/2.4x``.
-Child runs carry params, per-stage metrics (step = stage) and a ``glu_ray.status`` tag.
-Every write can be replayed from the ledger, so reruns and a returning server never duplicate.
+Child runs carry params, per-stage metrics (step = stage), a ``glu_ray.status`` tag and the
+trial's files (trial_artifacts.py). The parent run gets the hardware at the start and the results
+table and analysis report at the end. Every write can be replayed from the ledger, so reruns and
+a returning server never duplicate. Nothing that looks like a credential is ever written (see
+``scrub``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from glu_ray.config import TrialConfig
 from glu_ray.ledger import FINAL, Ledger
+
+log = logging.getLogger("glu_ray")
 
 ROLE, STATUS, KEY = "glu_ray.role", "glu_ray.status", "glu_ray.trial_key"
 _RUN_STATE = {"completed": "FINISHED", "stopped: catastrophic": "FINISHED", "failed": "FAILED"}
@@ -22,6 +32,100 @@ IDENTITY = ("trial_key", "model", "model_name", "metric", "expansion_ratio", "pr
 
 def default_tracking_uri(storage: str | Path) -> str:
     return f"sqlite:///{Path(storage).resolve() / 'mlflow.db'}"
+
+
+def is_remote(uri: str) -> bool:
+    """An ``mlflow server``: it stores artifacts where it is configured to, not in our folder."""
+    return uri.startswith(("http://", "https://"))
+
+
+# -- secrets ---------------------------------------------------------------------------------
+# A key or environment variable named like a credential (hf_token, MLFLOW_TRACKING_PASSWORD,
+# AWS_SECRET_ACCESS_KEY) - but not TOKENIZERS_PARALLELISM or max_tokens.
+_SECRET_NAME = re.compile(r"(?i)(?:^|[^a-z])(token|password|passwd|secret|api_?key|access_?key|private_?key)(?:$|[^a-z])")
+# Credential formats worth catching anywhere: Hugging Face, GitHub, OpenAI-style, AWS key ids.
+_SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+                           r"|sk-[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16})\b")
+REDACTED = "[redacted]"
+
+
+def secret_values() -> set[str]:
+    """Values of credential-named environment variables, and the Hugging Face login token."""
+    found = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8}
+    try:
+        from huggingface_hub import get_token
+
+        token = get_token()  # HF_TOKEN, or the token file a `huggingface-cli login` left
+        if token:
+            found.add(token)
+    except Exception:  # noqa: BLE001 - no hub client, unreadable file: nothing to hide
+        pass
+    return found
+
+
+def redact(text: str, secrets: set[str]) -> str:
+    for value in sorted(secrets, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return _SECRET_VALUE.sub(REDACTED, text)
+
+
+def scrub(items: dict, secrets: set[str] | None = None) -> dict[str, str]:
+    """Params/tags safe to store: credential-named keys dropped, credential values redacted."""
+    secrets = secret_values() if secrets is None else secrets
+    return {k: redact(str(v), secrets) for k, v in items.items() if not _SECRET_NAME.search(k)}
+
+
+def scrubbed_copy(folder: Path, dest: Path, secrets: set[str]) -> Path:
+    """A copy of ``folder`` whose text files have credentials redacted (the originals are left alone)."""
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("*.tmp"))
+    for path in dest.rglob("*"):
+        if path.is_file():
+            try:
+                text = path.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue  # binary: our trials write none
+            clean = redact(text, secrets)
+            if clean != text:
+                path.write_text(clean)
+    return dest
+
+
+def hardware() -> dict[str, str]:
+    """What the sweep ran on: the Ray cluster's CPUs/GPUs and GPU names, the driver's CPU."""
+    import platform
+
+    out = {"hardware_driver_cpus": str(os.cpu_count()), "hardware_cpu_model": _cpu_model() or platform.machine()}
+    names: set[str] = set()
+    try:
+        import ray
+
+        if ray.is_initialized():
+            res = ray.cluster_resources()
+            out["hardware_cluster_cpus"] = str(int(res.get("CPU", 0)))
+            out["hardware_cluster_gpus"] = str(int(res.get("GPU", 0)))
+            out["hardware_cluster_nodes"] = str(sum(1 for n in ray.nodes() if n.get("Alive")))
+            names |= {k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")}
+    except Exception:  # noqa: BLE001 - provenance is best effort, never a reason to fail
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names |= {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+    except Exception:  # noqa: BLE001
+        pass
+    out["hardware_gpu_names"] = ",".join(sorted(names)) or "none"
+    return out
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def trial_params(cfg: TrialConfig) -> dict[str, str]:
@@ -36,8 +140,18 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "suite": cfg.eval.suite, "tasks": ",".join(cfg.eval.tasks or ()) or "all", "limit": cfg.eval.limit,
         "batch_size": cfg.eval.batch_size, "max_length": cfg.eval.max_length, "threshold": cfg.threshold,
         "baseline_ppl": cfg.baseline_ppl, "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
+        "ppl_text": Path(cfg.eval.ppl_text).name if cfg.eval.ppl_text else "wikitext-2", **suite_params(cfg),
     }
     return {k: str(v) for k, v in p.items()}
+
+
+def suite_params(cfg: TrialConfig) -> dict[str, str]:
+    """Few-shot settings as one filterable string (``mmlu:5,gsm8k_cot:8``) and the chat template."""
+    from glu_ray.suites import load_suite
+
+    suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
+    return {"fewshot": ",".join(f"{b.name}:{b.num_fewshot}" for b in suite.benchmarks),
+            "chat_template": str(suite.apply_chat_template)}
 
 
 def metrics_of(data: dict) -> dict[str, float]:
@@ -50,10 +164,14 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
+        self.experiment = experiment
         self.client = MlflowClient(tracking_uri)
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            experiment, artifact_location=Path(artifact_root).resolve().as_uri() if artifact_root else None)
+        # A server keeps artifacts where it is configured to (--artifacts-destination); a local
+        # store keeps them next to the sweep.
+        where = Path(artifact_root).resolve().as_uri() if artifact_root and not is_remote(tracking_uri) else None
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location=where)
+        self.secrets = secret_values()  # read once: every write is checked against them
         self.parent_id: str | None = None
 
     # -- runs ----------------------------------------------------------------------------
@@ -70,8 +188,47 @@ class Tracker:
         else:
             run = self.client.create_run(self.experiment_id, run_name=name, tags={ROLE: "sweep"})
             self.parent_id = run.info.run_id
+            params = {**params, **hardware()}
             self._log(self.parent_id, params={k: str(v)[:6000] for k, v in params.items()})
         return self.parent_id
+
+    def publish(self, table, report_dir: str | Path) -> None:
+        """The parent run's results table and analysis report. Never raises: the sweep is done."""
+        if not self.parent_id:
+            return
+        for step in (lambda: self.log_results(table), lambda: self.log_report(report_dir)):
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001 - the results are safe in the ledger
+                log.warning("could not log the sweep's results to MLflow: %s", err)
+
+    def log_results(self, table) -> None:
+        """``results.csv`` and ``results.json`` (an MLflow table, shown in the run's artifacts)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = Path(tmp) / "results.csv"
+            table.to_csv(csv, index=False)
+            self.client.log_artifact(self.parent_id, str(csv))
+        existing = {f.path for f in self.client.list_artifacts(self.parent_id)}
+        if "results.json" not in existing:
+            self.client.log_table(self.parent_id, data=table, artifact_file="results.json")
+            return
+        # log_table appends to an existing table; a rerun's table replaces the old one instead.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "results.json"
+            table.to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(self.parent_id, str(path))
+
+    def log_report(self, out_dir: str | Path) -> Path | None:
+        """The analysis report (analysis.write_report) on the parent run, when there is something to analyse."""
+        from analysis import from_mlflow, write_report
+        from glu_ray.errors import GluRayError
+
+        try:
+            df = from_mlflow(self.experiment, self.uri)
+            return write_report(df, out_dir, mlflow_run_id=self.parent_id, tracking_uri=self.uri)
+        except GluRayError as err:  # e.g. only baselines so far: nothing to compare
+            log.info("no analysis report yet: %s", err)
+            return None
 
     def end_sweep(self, finished: bool) -> None:
         if self.parent_id:
@@ -92,7 +249,17 @@ class Tracker:
         return run.info.run_id
 
     def log_stage(self, run_id: str, stage: int, data: dict) -> None:
-        self._log(run_id, metrics=metrics_of(data), step=stage)
+        # Parameters kept is known only once the trial has pruned; every stage reports it.
+        params = {"params_kept": str(int(data["params_kept"]))} if stage == 0 and "params_kept" in data else None
+        self._log(run_id, metrics=metrics_of(data), params=params, step=stage)
+
+    def log_trial_artifacts(self, run_id: str, folder: str | None) -> None:
+        """The files the trial wrote (trial_artifacts.py), credentials redacted; re-logging overwrites."""
+        if not folder or not Path(folder).is_dir() or not any(Path(folder).iterdir()):
+            return  # failed before writing anything
+        with tempfile.TemporaryDirectory() as tmp:
+            clean = scrubbed_copy(Path(folder), Path(tmp) / "trial", self.secrets)
+            self.client.log_artifacts(run_id, str(clean))
 
     def end_trial(self, run_id: str, status: str, error: str | None = None) -> None:
         tags = {STATUS: status, **({"glu_ray.error": error[:5000]} if error else {})}
@@ -106,8 +273,8 @@ class Tracker:
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
-            params=[Param(k, v) for k, v in (params or {}).items()],
-            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+            params=[Param(k, v) for k, v in scrub(params or {}, self.secrets).items()],
+            tags=[RunTag(k, v) for k, v in scrub(tags or {}, self.secrets).items()],
         )
 
     # -- replay --------------------------------------------------------------------------
@@ -123,6 +290,7 @@ class Tracker:
             run_id = self.trial_run(configs[key], fresh=True)
             for e in latest_attempt(events, key):
                 self.log_stage(run_id, e.stage, e.data)
+            self.log_trial_artifacts(run_id, configs[key].artifact_dir)
             self.end_trial(run_id, end.status, end.data.get("error"))
             rewritten += 1
         return rewritten

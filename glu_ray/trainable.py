@@ -7,6 +7,7 @@ the suite's cheap tasks, stage 2 the rest. Every report carries the trial's iden
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import os
@@ -15,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from glu_ray import trial_artifacts
 from glu_ray.config import TrialConfig
 from glu_ray.model import glu_layers, load_model, param_count
 from glu_ray.prune import prune
@@ -66,9 +68,11 @@ def run_trial(config: dict) -> None:
             ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed)
             report = prune(model, ranking, Width(cfg.width, cfg.intermediate_size, cfg.hidden_size))
             ident.update(params_kept=report.params_after, ranking_cached=int(cached), prune_seconds=report.seconds)
+        trial_artifacts.start(cfg.artifact_dir, model, cfg.intermediate_size)  # logged by the driver at the end
         if cfg.fault:
             FAULTS[cfg.fault](model)
-        for stage, metrics, status in evaluate_stages(cfg, model, tok):
+        save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
+        for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
             tune.report({**ident, **metrics, "stage": stage, "status": status})
             if status != "running":
                 return
@@ -79,8 +83,9 @@ def run_trial(config: dict) -> None:
             torch.cuda.empty_cache()
 
 
-def evaluate_stages(cfg: TrialConfig, model, tok):
-    """Yield (stage, metrics, status) after each stage; status 'running' until the last."""
+def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None):
+    """Yield (stage, metrics, status) after each stage; status 'running' until the last.
+    ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded."""
     from glu_ray.evaluate import run_suite
     from glu_ray.perplexity import fast_perplexity
     from glu_ray.suites import load_suite
@@ -100,6 +105,8 @@ def evaluate_stages(cfg: TrialConfig, model, tok):
                                                        batch_size=bs, max_length=max_length, seed=1234 + cfg.seed),
                                  cfg.eval.batch_size)
         last = i == len(stages)
+        if on_raw:
+            on_raw(i, result.raw)
         yield i, {**result.metrics, f"eval/seconds_stage{i}": result.seconds}, COMPLETED if last else "running"
 
 

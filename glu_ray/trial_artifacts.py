@@ -1,0 +1,52 @@
+"""Files a trial leaves for its MLflow child run, written by the trial, logged by the driver.
+
+Trials run in Ray workers, which never write to MLflow (see tracking.py). Each trial writes its
+files into its own folder (``TrialConfig.artifact_dir``, under the sweep's storage, so shared on a
+multi-node cluster), and the driver's callback logs that folder to the child run when the trial
+ends:
+
+    config.json          the pruned model's Hugging Face config (intermediate_size = its width)
+    widths.json          the GLU width of every layer, before and after pruning
+    lm_eval_results.json lm-eval's raw results, one entry per evaluation stage
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+CONFIG, WIDTHS, LM_EVAL = "config.json", "widths.json", "lm_eval_results.json"
+
+
+def start(folder: str | None, model, original_width: int) -> None:
+    """A fresh folder (a retried trial must not log its failed attempt's files), model files."""
+    if not folder:
+        return
+    from glu_ray.model import glu_layers
+
+    path = Path(folder)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "config"):
+        _write_json(path / CONFIG, model.config.to_dict())
+    widths = [t.width for t in glu_layers(model)]
+    _write_json(path / WIDTHS, {"original": original_width, "layers": widths})
+
+
+def add_lm_eval(folder: str | None, stage: int, raw: dict) -> None:
+    """Merge one stage's lm-eval results into the trial's results file."""
+    if not folder:
+        return
+    path = Path(folder) / LM_EVAL
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged[f"stage{stage}"] = raw
+    _write_json(path, merged)
+
+
+def _write_json(path: Path, obj) -> None:
+    # Write-then-rename: the driver may log the folder while a retried attempt is writing.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
