@@ -33,6 +33,7 @@ class SweepGrid:
     threshold: float = 3.0
     seed: int = 0
     trust_remote_code: bool = False
+    faults: tuple[tuple[str, str], ...] = ()  # tests only: (trial name, trainable.FAULTS name)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
 
 
 def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None, width: int) -> TrialConfig:
-    return TrialConfig(
+    cfg = TrialConfig(
         model=spec.source,
         model_name=info.name,
         metric=metric,
@@ -96,6 +97,8 @@ def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None
         revision=spec.revision,
         trust_remote_code=grid.trust_remote_code,
     )
+    fault = dict(grid.faults).get(cfg.name)
+    return replace(cfg, fault=fault) if fault else cfg
 
 
 def gpu_fraction(num_params: int, gpu_bytes: int) -> float:

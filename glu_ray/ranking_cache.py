@@ -15,9 +15,14 @@ from torch import nn
 from glu_ray.prune import Ranking, rank
 
 
+# Bump when Ranking's saved fields change, so stale cache files are recomputed, never misread.
+FORMAT = 2  # 2: per-layer scores saved too (ties broken as torch.topk does)
+
+
 def ranking_path(cache_dir: str | Path, model: str, revision: str | None, metric: str, seed: int) -> Path:
-    digest = hashlib.sha1(f"{Path(model).expanduser().resolve() if Path(model).exists() else model}@{revision}".encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"{digest}-{metric}-seed{seed}.pt"
+    where = Path(model).expanduser().resolve() if Path(model).exists() else model
+    digest = hashlib.sha1(f"{where}@{revision}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{digest}-{metric}-seed{seed}-v{FORMAT}.pt"
 
 
 def cached_rank(

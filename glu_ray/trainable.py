@@ -11,6 +11,7 @@ import functools
 import gc
 import math
 import os
+import time
 from functools import lru_cache
 from typing import Callable
 
@@ -29,9 +30,12 @@ PPL_KEY = "ppl/word_perplexity"
 
 @torch.no_grad()
 def _scale_down(model) -> None:
-    # A real catastrophe: blow up every MLP output so the residual stream drowns.
+    # A real catastrophe: every MLP writes loud noise into the residual stream. (Scaling the
+    # weights up is not enough: RMSNorm undoes most of it.)
+    gen = torch.Generator().manual_seed(0)
     for t in glu_layers(model):
-        t.down.weight.mul_(1e4)
+        w = t.down.weight
+        w.copy_(torch.randn(w.shape, generator=gen).to(w) * 10)
 
 
 @torch.no_grad()
@@ -44,7 +48,17 @@ def _raise(model) -> None:
 
 
 def _oom(model) -> None:
-    raise torch.OutOfMemoryError("injected fault: CUDA out of memory")
+    # Out of memory at any evaluation batch above 1: the trial survives only through the
+    # half-the-batch retry (_with_oom_retry), which this fault exists to exercise.
+    forward = model.forward
+
+    def tight_memory(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.shape[0] > 1:
+            raise torch.OutOfMemoryError(f"injected fault: CUDA out of memory at batch {ids.shape[0]}")
+        return forward(*args, **kwargs)
+
+    model.forward = tight_memory
 
 
 # Tests only: faults a trial injects on itself, by name (TrialConfig.fault).
@@ -56,6 +70,7 @@ def run_trial(config: dict) -> None:
     from ray import tune
 
     cfg = TrialConfig.from_dict(config["trial"])
+    start = time.perf_counter()
     # lm-eval bootstraps some stderrs in a forked multiprocessing pool; forking a threaded Ray
     # worker deadlocks, so bootstrap in-process.
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
@@ -73,7 +88,8 @@ def run_trial(config: dict) -> None:
             FAULTS[cfg.fault](model)
         save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
         for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
-            tune.report({**ident, **metrics, "stage": stage, "status": status})
+            elapsed = time.perf_counter() - start  # load + prune + evaluation so far
+            tune.report({**ident, **metrics, "trial/seconds": elapsed, "stage": stage, "status": status})
             if status != "running":
                 return
     finally:
@@ -92,8 +108,9 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
 
     suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
     max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
-    ppl = fast_perplexity(model, tok, _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs), max_length=max_length,
-                          batch_size=cfg.eval.batch_size)
+    docs = _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs)
+    ppl = _with_oom_retry(lambda bs: fast_perplexity(model, tok, docs, max_length=max_length, batch_size=bs),
+                          cfg.eval.batch_size)
     stage0 = {PPL_KEY: ppl.word_perplexity, "ppl/byte_perplexity": ppl.byte_perplexity, "ppl/seconds": ppl.seconds}
     if is_catastrophic(cfg, ppl.word_perplexity):
         yield 0, {**stage0, "ppl/ratio_to_baseline": _ratio(cfg, ppl.word_perplexity)}, STOPPED

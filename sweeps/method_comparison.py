@@ -1,0 +1,43 @@
+"""The study's neuron-selection experiment: MAW vs VOW vs PON at 10% on Llama-3.2-1B.
+
+    python sweeps/method_comparison.py                     # Llama-3.2-1B (GPU; hub)
+    python sweeps/method_comparison.py --models /path/to/any/local/llama
+    python sweeps/method_comparison.py --preset tiny       # offline, tiny models trained in code
+    python sweeps/method_comparison.py --preset tiny --models ../shared/assets/models/stories260K
+
+Every metric runs to the end (no early stopping): the point is to see how bad the bad ones are.
+WikiText-2 and LAMBADA perplexity, as in the study (MAW +51% WikiText PPL; VOW +385%; PON inf).
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from glu_ray.config import EvalSpec  # noqa: E402
+from glu_ray.grid import ModelSpec  # noqa: E402
+from glu_ray.sweep_cli import Preset, main  # noqa: E402
+from glu_ray.tiny_models import tiny_eval_text, tiny_preset_models  # noqa: E402
+
+NO_STOPPING = float("inf")
+
+STUDY = Preset(
+    models=(ModelSpec("meta-llama/Llama-3.2-1B", "base"),),
+    metrics=("maw", "vow", "pon"),
+    pruning_pcts=(10,),
+    eval=EvalSpec(tasks=("wikitext", "lambada_openai"), batch_size=16),
+    threshold=NO_STOPPING,
+    experiment="method-comparison",
+)
+
+TINY = Preset(
+    models=tiny_preset_models,
+    metrics=("maw", "vow", "pon"),
+    pruning_pcts=(10,),
+    eval=lambda storage: EvalSpec(suite="tiny", tasks=("tiny_wikitext", "tiny_lambada"), ppl_text=str(tiny_eval_text(storage))),
+    threshold=NO_STOPPING,
+    experiment="method-comparison-tiny",
+)
+
+if __name__ == "__main__":
+    sys.exit(main({"study": STUDY, "tiny": TINY}, description=__doc__))

@@ -1,0 +1,164 @@
+"""The sweep end to end on a real local Ray: 2 tiny models x 3 metrics x 2 widths + baselines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from glu_ray.config import EvalSpec
+from glu_ray.grid import ModelSpec, SweepGrid
+from glu_ray.ledger import Ledger
+from glu_ray.sweep import SweepOptions, run_sweep
+from glu_ray.tiny_models import build_tiny_model, tiny_eval_text
+from glu_ray.widths import TargetWidth
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+STOPPED = "tiny-a/maw/2x"  # the config we make catastrophic on purpose
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    a = build_tiny_model(root / "tiny-a", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
+    b = build_tiny_model(root / "tiny-b", seed=1, steps=40, hidden=32, intermediate=96, layers=2)
+    return a, b, tiny_eval_text(root)
+
+
+def grid_for(models, **kw) -> SweepGrid:
+    a, b, text = models
+    ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4, ppl_text=str(text))
+    base = dict(models=(ModelSpec(str(a), "tiny"), ModelSpec(str(b), "tiny")), metrics=("maw", "vow", "pon"),
+                targets=(TargetWidth(pruning_pct=25), TargetWidth(pruning_pct=50)), eval=ev, threshold=1000.0,
+                faults=((STOPPED, "catastrophic"),))
+    return SweepGrid(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def sweep(models, tmp_path_factory):
+    import ray
+
+    storage = tmp_path_factory.mktemp("runs")
+    opts = SweepOptions(name="e2e", storage=str(storage), verbose=0)
+    result = run_sweep(grid_for(models), opts)
+    yield result, opts, models
+    ray.shutdown()
+
+
+def test_every_trial_ends_with_a_status_and_stages_in_order(sweep):
+    result, _, _ = sweep
+    assert result.finished and len(result.trials) == 14  # 2 baselines + 2 x 3 x 2
+    statuses = Counter(result.rows[t.key]["status"] for t in result.trials)
+    assert statuses == {"completed": 13, "stopped: catastrophic": 1}
+    events = Ledger(result.experiment_dir / "ledger.jsonl").events()
+    for t in result.trials:
+        stages = [e.stage for e in events if e.key == t.key and e.kind == "result"]
+        assert stages == ([0] if t.name == STOPPED else [0, 1, 2]), t.name
+
+
+def test_catastrophic_trial_stops_after_stage_zero_with_its_metrics(sweep):
+    result, _, _ = sweep
+    stopped = next(t for t in result.trials if t.name == STOPPED)
+    row = result.rows[stopped.key]
+    assert row["ppl/ratio_to_baseline"] > 1000 and "tiny_mc/acc_norm" not in row
+    assert stopped.baseline_ppl is not None  # decided against the model's own baseline
+
+
+def test_reports_carry_identity_and_baselines_are_shared(sweep):
+    result, _, _ = sweep
+    for t in result.trials:
+        row = result.rows[t.key]
+        assert (row["model"], row["width"], row["metric"]) == (t.model, t.width, t.metric or "none")
+        assert row["params_kept"] > 0
+    assert sum(t.is_baseline for t in result.trials) == 2
+    a_base = next(t for t in result.trials if t.is_baseline and t.model_name == "tiny-a")
+    a_pruned = [t for t in result.trials if not t.is_baseline and t.model_name == "tiny-a"]
+    assert {t.baseline_ppl for t in a_pruned} == {result.rows[a_base.key]["ppl/word_perplexity"]}
+
+
+def test_ranking_computed_once_per_model_and_metric(sweep):
+    result, _, _ = sweep
+    assert len(list((result.experiment_dir / "rankings").glob("*.pt"))) == 6
+    fresh = Counter((t.model, t.metric) for t in result.trials
+                    if not t.is_baseline and result.rows[t.key].get("ranking_cached") == 0)
+    assert set(fresh.values()) == {1} and len(fresh) == 6
+
+
+def test_mlflow_has_one_parent_and_one_child_per_trial(sweep):
+    from mlflow.tracking import MlflowClient
+
+    result, _, _ = sweep
+    client = MlflowClient(result.tracking_uri)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    children = [r for r in runs if r.data.tags.get("glu_ray.role") == "trial"]
+    assert sum(r.data.tags.get("glu_ray.role") == "sweep" for r in runs) == 1
+    assert sorted(r.info.run_name for r in children) == sorted(t.name for t in result.trials)
+    stopped = next(r for r in children if r.info.run_name == STOPPED)
+    assert stopped.data.tags["glu_ray.status"] == "stopped: catastrophic"
+    assert "ppl/word_perplexity" in stopped.data.metrics
+
+
+def test_rerun_after_an_interrupt_runs_only_what_did_not_finish(sweep):
+    from mlflow.tracking import MlflowClient
+
+    result, opts, models = sweep
+    ledger_path = result.experiment_dir / "ledger.jsonl"
+    victim = next(t for t in result.trials if t.name == "tiny-b/vow/1.5x")
+    # An interrupt before the trial's end was recorded: drop its last events from the ledger.
+    lines = ledger_path.read_text().splitlines()
+    kept = [ln for ln in lines if not (f'"key": "{victim.key}"' in ln and '"stage": 2' in ln or
+                                         f'"key": "{victim.key}"' in ln and '"kind": "end"' in ln)]
+    ledger_path.write_text("\n".join(kept) + "\n")
+    before = Counter(e.key for e in Ledger(ledger_path).events() if e.kind == "end")
+
+    again = run_sweep(grid_for(models), opts)
+
+    after = Counter(e.key for e in Ledger(ledger_path).events() if e.kind == "end")
+    assert again.finished
+    assert after - before == Counter({victim.key: 1})  # only the interrupted trial ran again
+    client = MlflowClient(again.tracking_uri)
+    exp = client.get_experiment_by_name("e2e")
+    children = [r for r in client.search_runs([exp.experiment_id], max_results=1000)
+                if r.data.tags.get("glu_ray.role") == "trial"]
+    assert Counter(r.info.run_name for r in children) == Counter(t.name for t in result.trials)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_path):
+    import ray
+
+    ray.shutdown()  # this process must not hold a local cluster of its own
+    a, _, text = models
+    port = _free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        time.sleep(8)
+        cmd = [sys.executable, str(REPO / "sweeps/full_grid.py"), "--preset", "tiny", "--models", str(a),
+               "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
+               "--ppl-text", str(text), "--storage", str(tmp_path), "--experiment", "cluster"]
+        out = subprocess.run(cmd, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert f"127.0.0.1:{port}" in out.stderr + out.stdout  # it joined the cluster we started
+        assert Ledger(tmp_path / "cluster" / "ledger.jsonl").finished().values().__len__() == 2
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
