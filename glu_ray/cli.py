@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from glu_ray.errors import GluRayError
@@ -34,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"glu-ray {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - never a library's traceback; GLU_RAY_DEBUG=1 shows it
+        if os.environ.get("GLU_RAY_DEBUG"):
+            raise
+        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+        print(f"glu-ray {args.command}: error: internal error: {type(err).__name__}: {lines[0][:300] if lines else ''} "
+              "(GLU_RAY_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

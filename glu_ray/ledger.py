@@ -40,10 +40,25 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tail_checked = False  # readers never write: only the first append checks the tail
+
+    def _end_torn_line(self) -> None:
+        """A driver killed mid-write leaves a line without its newline: end it, or the next
+        append would be glued onto it and lost with it."""
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb+") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+                    f.flush()
+                    os.fsync(f.fileno())
 
     def append(self, event: Event) -> None:
         line = json.dumps({"key": event.key, "kind": event.kind, "stage": event.stage, "status": event.status,
                            "data": {k: _clean(v) for k, v in event.data.items()}})
+        if not self._tail_checked:
+            self._end_torn_line()
+            self._tail_checked = True
         with open(self.path, "a") as f:
             f.write(line + "\n")
             f.flush()

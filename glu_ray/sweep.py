@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from glu_ray.config import TrialConfig
+from glu_ray.errors import GluRayError
 from glu_ray.grid import SweepGrid, build_trials, gpu_fraction
 from glu_ray.ledger import Ledger
 from glu_ray.trainable import PPL_KEY
@@ -65,13 +66,17 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     configs.update({c.key: c for c in pruned})
     _run_phase("grid", pruned, ledger, tracker, opts, root)
 
-    tracker.sync(ledger, configs)
     rows = ledger.results()
     trials = tuple(baselines + pruned)
     ended = {e.key for e in ledger.events() if e.kind == "end"}
     finished = all(c.key in ended for c in trials)
-    tracker.publish(_table(trials, rows), root / "report")  # results table + analysis report; never raises
-    tracker.end_sweep(finished)
+    try:
+        tracker.sync(ledger, configs)
+        tracker.publish(_table(trials, rows), root / "report")  # results table + analysis report; never raises
+        tracker.end_sweep(finished)
+    except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
+        log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
+                    "rerun the same command when it is back to log them", uri, _first_line(err), ledger.path)
     return SweepResult(trials, rows, finished, root, uri)
 
 
@@ -135,15 +140,46 @@ def _init_ray(opts: SweepOptions) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        # "local": always a fresh instance. Plain ray.init() would join (or, if it has died, wait
+        # for) whatever cluster `ray start` last recorded in /tmp/ray: someone else's.
+        ray.init(address="local", include_dashboard=False, log_to_driver=True)
 
 
 def _tracker(opts: SweepOptions, root: Path):
     from glu_ray.tracking import Tracker, default_tracking_uri
 
     uri = opts.tracking_uri or default_tracking_uri(root)
+    if uri.startswith(("http://", "https://")):
+        # MLflow's client retries a dead server for minutes per call; during a sweep the ledger
+        # keeps every result anyway, so fail a write quickly and sync it later.
+        for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                           ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+            os.environ.setdefault(var, value)
+        _check_reachable(uri)
     # Created here, in the driver, before any trial runs: parallel first use of SQLite races.
-    return Tracker(uri, opts.name, artifact_root=str(root / "mlartifacts")), uri
+    try:
+        return Tracker(uri, opts.name, artifact_root=str(root / "mlartifacts")), uri
+    except Exception as err:  # noqa: BLE001 - fail before any trial spends GPU time
+        raise GluRayError(f"cannot use MLflow tracking URI {uri}: {_first_line(err)}") from None
+
+
+def _check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before Ray starts, when the tracking server does not answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise GluRayError(f"MLflow tracking server {uri} is unreachable ({err.strerror or err}); start it, "
+                          "or drop --tracking-uri to track in SQLite under --storage") from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(err).__name__
 
 
 def _with_artifact_dir(cfg: TrialConfig, root: Path) -> TrialConfig:

@@ -8,6 +8,7 @@ is a flag here, validated before Ray starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -73,13 +74,19 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
 
 def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
     storage = Path(args.storage)
-    models = preset.models(storage) if callable(preset.models) else preset.models
+    if args.models and args.suite:  # the preset's models are not needed (nor built, for models made in code)
+        models = ()
+    else:
+        models = preset.models(storage) if callable(preset.models) else preset.models
     if args.models:
         suite = args.suite or models[0].suite
         models = tuple(ModelSpec(m, suite) for m in args.models)
     elif args.suite:
         models = tuple(replace(m, suite=args.suite) for m in models)
-    pcts, ratios = (args.pruning_pcts, args.ratios) if (args.pruning_pcts or args.ratios) else (preset.pruning_pcts, preset.ratios)
+    given = args.pruning_pcts if args.pruning_pcts is not None else args.ratios
+    if given is not None and not given:
+        raise GluRayError("the grid has no ratios: --ratios / --pruning-pcts got no numbers")
+    pcts, ratios = (args.pruning_pcts, args.ratios) if given else (preset.pruning_pcts, preset.ratios)
     targets = tuple(TargetWidth(pruning_pct=p) for p in pcts or ()) + tuple(TargetWidth(expansion_ratio=r) for r in ratios or ())
     if not targets:
         raise GluRayError("the grid has no ratios: give --ratios or --pruning-pcts")
@@ -89,6 +96,24 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
     ev = replace(ev, **{k: v for k, v in overrides.items() if v is not None})
     threshold = args.threshold if args.threshold is not None else preset.threshold
     return SweepGrid(models, args.metrics or preset.metrics, targets, ev, threshold)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Numbers and files the grid does not check, before anything is built or started."""
+    positive = {"--limit": args.limit, "--batch-size": args.batch_size, "--max-concurrent": args.max_concurrent}
+    for flag, value in positive.items():
+        if value is not None and value < 1:
+            raise GluRayError(f"{flag} must be at least 1 (got {value})")
+    if not args.cpus_per_trial > 0:
+        raise GluRayError(f"--cpus-per-trial must be > 0 (got {args.cpus_per_trial})")
+    if args.gpu_fraction is not None and not 0 < args.gpu_fraction <= 1:
+        raise GluRayError(f"--gpu-fraction must be in (0, 1] (got {args.gpu_fraction})")
+    if args.max_failures < -1:
+        raise GluRayError(f"--max-failures must be >= 0, or -1 for unlimited retries (got {args.max_failures})")
+    if args.ppl_text not in (None, "wikitext") and not Path(args.ppl_text).expanduser().is_file():
+        raise GluRayError(f"--ppl-text {args.ppl_text!r} is neither 'wikitext' nor a readable file")
+    if args.tasks_dir is not None and not Path(args.tasks_dir).expanduser().is_dir():
+        raise GluRayError(f"--tasks-dir {args.tasks_dir!r} is not a folder")
 
 
 def options_from_args(args: argparse.Namespace, preset: Preset) -> SweepOptions:
@@ -103,6 +128,7 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
     args = build_parser(presets, description).parse_args(argv)
     preset = presets[args.preset]
     try:
+        check_args(args)
         grid = grid_from_args(args, preset)
         opts = options_from_args(args, preset)
         if args.estimate:
@@ -113,6 +139,20 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
     except GluRayError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume (finished trials are kept)", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - one line at the boundary; GLU_RAY_DEBUG=1 shows the traceback
+        if os.environ.get("GLU_RAY_DEBUG"):
+            raise
+        print(f"error: internal error: {type(err).__name__}: {_first_line(err)} (GLU_RAY_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else ""
 
 
 def _run(grid: SweepGrid, opts: SweepOptions) -> int:

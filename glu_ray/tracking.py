@@ -174,6 +174,14 @@ class Tracker:
         self.secrets = secret_values()  # read once: every write is checked against them
         self.parent_id: str | None = None
 
+    def __getstate__(self) -> dict:
+        # Ray pickles the Tune callbacks (and so this tracker) into <storage>/ray/*/tuner.pkl: the
+        # secret values must never be written there; the unpickled copy reads them again.
+        return {k: v for k, v in self.__dict__.items() if k != "secrets"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, secrets=secret_values())
+
     # -- runs ----------------------------------------------------------------------------
     def _find(self, tag: str, value: str):
         runs = self.client.search_runs([self.experiment_id], f"tags.`{tag}` = '{value}'", max_results=100)

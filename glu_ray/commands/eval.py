@@ -19,13 +19,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tasks-dir", help="your own lm-eval task folder (include path)")
     p.add_argument("--stage", choices=("cheap", "full"), help="only the suite's benchmarks of this stage")
     p.add_argument("--limit", type=_limit, help="items per task: an integer, or a fraction < 1")
-    p.add_argument("--batch-size", default="8", help="HFLM batch size (an integer or 'auto')")
-    p.add_argument("--max-length", type=int, help="fixed context length (default: the suite's, capped by the model)")
+    p.add_argument("--batch-size", default=8, type=_batch_size, help="HFLM batch size (an integer or 'auto')")
+    p.add_argument("--max-length", type=_positive_int, help="fixed context length (default: the suite's, capped by the model)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
     p.add_argument("--out", required=True, help="results JSON to write")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _limit(text: str) -> int | float:
@@ -49,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.exists():
         raise GluRayError(f"--out folder {out.parent} does not exist")
-    batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+    batch = args.batch_size
 
     model, tok = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     result = run_suite(model, tok, suite, stage=args.stage, limit=args.limit, batch_size=batch,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from glu_ray.errors import GluRayError
 from glu_ray.importance import METRICS, get_metric
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     width = resolve_width(target, config.intermediate_size, config.hidden_size)
     if width.width < 1:
         raise GluRayError("the requested target leaves no neurons")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise GluRayError(f"--out {args.out} exists and is not a folder")
 
     model, tok = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     ranking = rank(model, args.metric, seed=args.seed)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from glu_ray.errors import GluRayError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -22,12 +26,39 @@ def run(args: argparse.Namespace) -> int:
 
     run_id = None
     if args.experiment:
-        df = from_mlflow(args.experiment, args.tracking_uri)
-        run_id = sweep_run_id(args.experiment, args.tracking_uri)
+        _check_store(args.tracking_uri)
+        try:
+            df = from_mlflow(args.experiment, args.tracking_uri)
+            run_id = sweep_run_id(args.experiment, args.tracking_uri)
+        except GluRayError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a bad URI or an unreadable store, said on one line
+            raise GluRayError(f"cannot read MLflow experiment {args.experiment!r} at {args.tracking_uri or 'the default store'}: "
+                              f"{_first_line(err)}") from None
     elif args.published:
+        _check_json(Path(args.published).glob("*_complete_results*.json"))
         df = from_published(args.published)
     else:
         df = from_lm_eval(args.lm_eval_results)
     path = write_report(df, args.out, mlflow_run_id=run_id, tracking_uri=args.tracking_uri)
     print(f"wrote {path} and {path.with_suffix('.html')}" + (f"; logged to run {run_id}" if run_id else ""))
     return 0
+
+
+def _check_store(uri: str | None) -> None:
+    """A SQLite store must exist: MLflow would silently create an empty one at a mistyped path."""
+    if uri and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().is_file():
+        raise GluRayError(f"no MLflow store at {uri[len('sqlite:///'):]} (check --tracking-uri)")
+
+
+def _check_json(paths) -> None:
+    for path in paths:
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise GluRayError(f"{path} is not valid JSON: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(err).__name__

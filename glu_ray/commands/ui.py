@@ -36,8 +36,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="sweep name: its store under --storage and the experiment page to open")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes "
                                                         "the UI to the network)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=_port, default=5000)
     return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"a TCP port is a number in 1..65535, got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)

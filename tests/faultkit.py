@@ -1,0 +1,126 @@
+"""Shared helpers for the fault-injection tests: a tiny trained model, offline env, MLflow checks,
+process-group kills that never touch a process the test did not start."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+OFFLINE_ENV = {
+    "HOME": str(REPO / ".cache" / "home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+    "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+}
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+    return {**env, **OFFLINE_ENV, **extra}
+
+
+def tiny_model(base: Path) -> tuple[Path, Path]:
+    """(a trained tiny Llama, its held-out perplexity text); built once per pytest session."""
+    from glu_ray.tiny_models import build_tiny_model, tiny_eval_text
+
+    root = base / "faultkit"
+    return build_tiny_model(root / "tiny-f", seed=0, steps=50), tiny_eval_text(root)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, what: str, step: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def kill_tree(proc, sig=signal.SIGKILL) -> None:
+    """Kill a Popen started with start_new_session=True: its group, then any descendant that left it."""
+    import psutil
+
+    try:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        kids = []
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    for k in kids:
+        try:
+            k.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(timeout=30)
+    except Exception:  # noqa: BLE001
+        pass
+    psutil.wait_procs(kids, timeout=30)
+
+
+def ended(ledger_path: Path) -> Counter:
+    from glu_ray.ledger import Ledger
+
+    return Counter(e.key for e in Ledger(ledger_path).events() if e.kind == "end")
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    """Active (non-deleted) child runs of a sweep's experiment."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return [r for r in client.search_runs([exp.experiment_id], "tags.`glu_ray.role` = 'trial'", max_results=1000)]
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def assert_mlflow_matches_ledger(uri: str, experiment: str, ledger_path: Path, keys) -> None:
+    """Exactly one active child run per trial key; its status, metric values and per-metric counts
+    (one point per stage that reported it) are those of the ledger's latest attempt."""
+    from mlflow.tracking import MlflowClient
+
+    from glu_ray.callback import _ours
+    from glu_ray.ledger import Ledger
+    from glu_ray.tracking import latest_attempt, metrics_of
+
+    client = MlflowClient(uri)
+    runs = trial_runs(uri, experiment)
+    by_key = Counter(r.data.tags.get("glu_ray.trial_key") for r in runs)
+    assert by_key == Counter(set(keys)), f"child runs per trial: {by_key}"
+    ledger = Ledger(ledger_path)
+    events = ledger.events()
+    ends = {e.key: e for e in events if e.kind == "end"}
+    for run in runs:
+        key = run.data.tags["glu_ray.trial_key"]
+        assert run.data.tags["glu_ray.status"] == ends[key].status, key
+        stages = latest_attempt(events, key)
+        expected: dict[str, list[float]] = {}
+        for e in stages:
+            for k, v in metrics_of(e.data).items():
+                if _ours(k):
+                    expected.setdefault(k, []).append(v)
+        assert set(run.data.metrics) == set(expected), (key, set(run.data.metrics) ^ set(expected))
+        for k, values in expected.items():
+            history = client.get_metric_history(run.info.run_id, k)
+            assert len(history) == len(values), (key, k, len(history), len(values))
+            assert _same(run.data.metrics[k], values[-1]), (key, k)

@@ -1,0 +1,178 @@
+"""Faults injected for real into one sweep on a real local Ray, real lm-eval and a real MLflow store.
+
+One model with a truncated safetensors file (its config validates; its weights do not load), and
+on a good model: a trial that raises, one whose evaluation runs out of memory above batch 1, one
+whose perplexity is NaN, one whose lm-eval task has lost its data file, and a clean one, with
+``max_failures=1`` and two trials at a time. The sweep must finish, record each fault on its
+trial, retry by the policy, and leave MLflow equal to the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from faultkit import assert_mlflow_matches_ledger, tiny_model
+from glu_ray.config import EvalSpec
+from glu_ray.grid import ModelSpec, SweepGrid
+from glu_ray.ledger import Ledger
+from glu_ray.sweep import SweepOptions, run_sweep
+from glu_ray.widths import TargetWidth
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+PCTS = (10, 25, 40, 50, 60)
+# pruning % -> the fault that trial injects on itself (None: a clean trial)
+PLAN = {10: None, 25: "raise", 40: "oom", 50: "nan", 60: "task_error"}
+
+
+def broken_task_dir(root: Path) -> Path:
+    """A valid lm-eval task folder whose data file is missing: it indexes and parses, then fails in lm-eval."""
+    tiny = Path(__file__).resolve().parents[1] / "glu_ray" / "tasks" / "tiny"
+    out = root / "broken-tasks"
+    out.mkdir(parents=True)
+    shutil.copy(tiny / "utils.py", out / "utils.py")
+    text = (tiny / "tiny_mc.yaml").read_text().replace("task: tiny_mc", "task: broken_mc")
+    (out / "broken_mc.yaml").write_text(text.replace("tiny_mc.jsonl", "gone.jsonl"))
+    return out
+
+
+def corrupted_model(good: Path, root: Path) -> Path:
+    out = root / "tiny-corrupt"
+    shutil.copytree(good, out)
+    weights = next(out.glob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # a copy cut short: header intact, tensors missing
+    return out
+
+
+@pytest.fixture(scope="module")
+def fault_sweep(tmp_path_factory):
+    import ray
+
+    import glu_ray.sweep as sweep_mod
+
+    good, text = tiny_model(tmp_path_factory.getbasetemp())
+    root = tmp_path_factory.mktemp("faults")
+    bad = corrupted_model(good, root)
+    tasks = broken_task_dir(root)
+    ev = EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text))
+    grid = SweepGrid((ModelSpec(str(good), "tiny"), ModelSpec(str(bad), "tiny")), ("maw",),
+                     tuple(TargetWidth(pruning_pct=p) for p in PCTS), ev, threshold=1e6)
+    real_build = sweep_mod.build_trials
+
+    def build_with_faults(g):
+        baselines, pruned = real_build(g)
+        out = []
+        for c in pruned:
+            if c.model == str(bad):
+                continue  # the corrupted model's baseline is enough
+            fault = PLAN[min(PCTS, key=lambda p: abs(p - c.pruning_pct))]
+            if fault == "task_error":
+                c = replace(c, eval=replace(c.eval, tasks=("broken_mc",), tasks_dir=str(tasks)))
+            elif fault:
+                c = replace(c, fault=fault)
+            out.append(c)
+        return baselines, out
+
+    sweep_mod.build_trials = build_with_faults
+    try:
+        opts = SweepOptions(name="faults", storage=str(root), max_concurrent=2, max_failures=1, verbose=0)
+        result = run_sweep(grid, opts)
+    finally:
+        sweep_mod.build_trials = real_build
+    by_fault = {}
+    for c in result.trials:
+        if c.model == str(bad):
+            by_fault["corrupt"] = c
+        elif c.is_baseline:
+            by_fault["baseline"] = c
+        else:
+            by_fault[c.fault or ("task_error" if c.eval.tasks_dir else "clean")] = c
+    yield result, by_fault
+    ray.shutdown()
+
+
+def _status(result, cfg) -> str:
+    return result.rows[cfg.key]["status"]
+
+
+def _errors(result, cfg) -> list[str]:
+    events = Ledger(result.experiment_dir / "ledger.jsonl").events()
+    return [e.data.get("error", "") for e in events if e.key == cfg.key and e.kind == "end"]
+
+
+def _run(result, cfg):
+    from faultkit import trial_runs
+
+    (run,) = [r for r in trial_runs(result.tracking_uri, "faults") if r.data.tags["glu_ray.trial_key"] == cfg.key]
+    return run
+
+
+def test_sweep_finishes_and_the_clean_trials_complete(fault_sweep):
+    result, t = fault_sweep
+    assert result.finished and len(result.trials) == 7
+    for name in ("baseline", "clean"):
+        assert _status(result, t[name]) == "completed"
+        assert "tiny_mc/acc_norm" in result.rows[t[name].key]
+
+
+@pytest.mark.parametrize("fault, words", [("raise", "injected fault: trial raised"),
+                                          ("corrupt", "safetensors"),
+                                          ("task_error", "gone.jsonl")])
+def test_failing_trial_recorded_failed_with_its_error_in_ledger_and_mlflow(fault_sweep, fault, words):
+    result, t = fault_sweep
+    cfg = t[fault]
+    assert _status(result, cfg) == "failed"
+    (error,) = _errors(result, cfg)  # one end: retries are not ends
+    assert words.lower() in error.lower(), error
+    run = _run(result, cfg)
+    assert run.data.tags["glu_ray.status"] == "failed" and run.info.status == "FAILED"
+    assert run.data.tags["glu_ray.error"] == error
+
+
+def test_retries_follow_max_failures(fault_sweep):
+    """The task-error trial reports stage 0 before lm-eval fails: one stage-0 result per attempt."""
+    result, t = fault_sweep
+    events = Ledger(result.experiment_dir / "ledger.jsonl").events()
+    attempts = [e for e in events if e.key == t["task_error"].key and e.kind == "result" and e.stage == 0]
+    assert len(attempts) == 1 + 1  # first try + max_failures=1 retry
+    done = [e for e in events if e.key == t["clean"].key and e.kind == "result" and e.stage == 0]
+    assert len(done) == 1  # a trial that succeeds is never retried
+
+
+def test_out_of_memory_in_evaluation_retries_with_a_smaller_batch(fault_sweep):
+    result, t = fault_sweep
+    row = result.rows[t["oom"].key]
+    assert row["status"] == "completed", _errors(result, t["oom"])
+    assert math.isfinite(row["ppl/word_perplexity"]) and "tiny_mc/acc_norm" in row
+    stage0 = [e for e in Ledger(result.experiment_dir / "ledger.jsonl").events()
+              if e.key == t["oom"].key and e.kind == "result" and e.stage == 0]
+    assert len(stage0) == 1  # recovered inside the trial, not by a Tune retry
+
+
+def test_nan_perplexity_is_catastrophic_and_analysis_survives_it(fault_sweep, tmp_path):
+    from analysis import analyse, from_mlflow, write_report
+
+    result, t = fault_sweep
+    row = result.rows[t["nan"].key]
+    assert row["status"] == "stopped: catastrophic" and math.isnan(row["ppl/word_perplexity"])
+    run = _run(result, t["nan"])
+    assert run.data.tags["glu_ray.status"] == "stopped: catastrophic"
+    assert math.isnan(run.data.metrics["ppl/word_perplexity"])
+    df = from_mlflow("faults", result.tracking_uri)
+    assert "stopped: catastrophic" in set(df["status"])
+    analyse(df)
+    path = write_report(df, tmp_path / "report")
+    assert path.is_file() and path.stat().st_size > 0
+
+
+def test_parallel_trials_lose_no_metric(fault_sweep):
+    """Two trials at a time through one driver-side callback: MLflow holds exactly the ledger."""
+    result, _ = fault_sweep
+    assert_mlflow_matches_ledger(result.tracking_uri, "faults", result.experiment_dir / "ledger.jsonl",
+                                 [c.key for c in result.trials])
+
