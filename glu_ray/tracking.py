@@ -271,8 +271,10 @@ class Tracker:
 
     def end_trial(self, run_id: str, status: str, error: str | None = None) -> None:
         tags = {STATUS: status, **({"glu_ray.error": error[:5000]} if error else {})}
-        self._log(run_id, tags=tags)
+        # The status tag is what ``sync`` trusts, so it is the last write: a driver or server lost
+        # between the two leaves a run that sync rewrites, never one tagged final but still RUNNING.
         self.client.set_terminated(run_id, _RUN_STATE.get(status, "FAILED"))
+        self._log(run_id, tags=tags)
 
     def _log(self, run_id: str, *, params=None, metrics=None, tags=None, step: int = 0) -> None:
         from mlflow.entities import Metric, Param, RunTag

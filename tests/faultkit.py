@@ -113,6 +113,7 @@ def assert_mlflow_matches_ledger(uri: str, experiment: str, ledger_path: Path, k
     for run in runs:
         key = run.data.tags["glu_ray.trial_key"]
         assert run.data.tags["glu_ray.status"] == ends[key].status, key
+        assert run.info.status == ("FAILED" if ends[key].status == "failed" else "FINISHED"), (key, run.info.status)
         stages = latest_attempt(events, key)
         expected: dict[str, list[float]] = {}
         for e in stages:

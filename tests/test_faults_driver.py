@@ -1,0 +1,130 @@
+"""The sweep command killed with SIGKILL mid-sweep, then rerun: nothing lost, nothing run twice.
+
+The first attempt of ``sweeps/full_grid.py`` runs in its own process group and is killed (driver,
+Ray and trial workers) once the ledger holds two finished trials. The same command is rerun,
+under ``strace -e trace=connect`` when strace is installed, with credentials in its environment.
+The rerun must finish every trial, never rerun a finished one, leave one MLflow child run per trial
+with every metric, connect only to loopback, and write the credentials nowhere.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from faultkit import REPO, assert_mlflow_matches_ledger, ended, kill_tree, offline_env, tiny_model, wait_until
+from glu_ray.ledger import FINAL, Ledger
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+SECRETS = {"HF_TOKEN": "hf_gluRayTestSecret0123456789", "MLFLOW_TRACKING_TOKEN": "mlflowTestSecret9876543210",
+           "HUGGING_FACE_HUB_TOKEN": "hf_gluRayTestSecretHub42"}
+PCTS = "25,50,75"  # 1 baseline + 3 pruned trials
+N_TRIALS = 4
+
+
+def _strace_prefix(trace: Path) -> list[str]:
+    strace = shutil.which("strace")
+    if not strace:
+        return []
+    probe = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect", "-o", "/dev/null", "true"], capture_output=True)
+    if probe.returncode != 0:  # ptrace not permitted here
+        return []
+    return [strace, "-f", "-qq", "-e", "trace=connect", "-o", str(trace)]
+
+
+@pytest.fixture(scope="module")
+def killed_and_rerun(tmp_path_factory):
+    model, text = tiny_model(tmp_path_factory.getbasetemp())
+    storage = tmp_path_factory.mktemp("killed")
+    cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", str(model), "--suite", "tiny",
+           "--metrics", "maw", "--pruning-pcts", PCTS, "--tasks", "tiny_mc", "--limit", "4", "--batch-size", "4",
+           "--ppl-text", str(text), "--threshold", "1e6", "--storage", str(storage), "--experiment", "killed"]
+    env = offline_env(**SECRETS)
+    ledger = storage / "killed" / "ledger.jsonl"
+
+    first = subprocess.Popen(cmd, env=env, stdout=open(storage / "first.out", "w"),
+                             stderr=open(storage / "first.err", "w"), start_new_session=True, cwd=REPO)
+    try:
+        wait_until(lambda: ledger.exists() and sum(ended(ledger).values()) >= 2 or first.poll() is not None,
+                   timeout=600, what="two finished trials in the ledger")
+    finally:
+        kill_tree(first)
+    assert first.returncode != 0, "the first attempt ended on its own before it was killed"
+    at_kill = Ledger(ledger).events()
+    done_at_kill = {e.key for e in at_kill if e.kind == "end" and e.status in FINAL}
+    assert 2 <= len(done_at_kill) < N_TRIALS, "the kill must land mid-sweep"
+
+    trace = storage / "connect.trace"
+    prefix = _strace_prefix(trace)
+    second = subprocess.Popen(prefix + cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO, start_new_session=True)
+    try:
+        second.stdout_text, second.stderr_text = second.communicate(timeout=900)
+    finally:
+        kill_tree(second)  # a timed-out rerun leaves no Ray processes behind
+    (storage / "second.out").write_text(second.stdout_text)
+    (storage / "second.err").write_text(second.stderr_text)
+    return dict(storage=storage, ledger=ledger, at_kill=at_kill, done_at_kill=done_at_kill, rerun=second,
+                trace=trace if prefix else None, uri=f"sqlite:///{storage / 'killed' / 'mlflow.db'}")
+
+
+def test_rerun_completes_every_trial(killed_and_rerun):
+    r = killed_and_rerun
+    assert r["rerun"].returncode == 0, r["rerun"].stderr_text[-3000:]
+    finished = Ledger(r["ledger"]).finished()
+    assert len(finished) == N_TRIALS and set(finished.values()) == {"completed"}
+
+
+def test_no_finished_trial_is_rerun(killed_and_rerun):
+    r = killed_and_rerun
+    events = Ledger(r["ledger"]).events()
+    assert Counter(e.key for e in events if e.kind == "end") == Counter({k: 1 for k in Ledger(r["ledger"]).finished()})
+    after_kill = events[len(r["at_kill"]):]
+    assert not {e.key for e in after_kill} & r["done_at_kill"]
+
+
+def test_one_child_run_per_trial_and_no_metric_lost(killed_and_rerun):
+    r = killed_and_rerun
+    keys = list(Ledger(r["ledger"]).finished())
+    assert_mlflow_matches_ledger(r["uri"], "killed", r["ledger"], keys)
+
+
+def test_credentials_are_written_nowhere(killed_and_rerun):
+    """HF/MLflow tokens in the environment: absent from params, tags, artifacts, ledger, Ray files, logs."""
+    from mlflow.tracking import MlflowClient
+
+    r = killed_and_rerun
+    client = MlflowClient(r["uri"])
+    exp = client.get_experiment_by_name("killed")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert runs
+    blob = "\n".join(f"{k}={v}" for run in runs for d in (run.data.params, run.data.tags) for k, v in d.items())
+    texts = [blob]
+    for path in r["storage"].rglob("*"):
+        if path.is_file() and path.suffix not in (".safetensors", ".pt", ".db", ".trace") and path.stat().st_size < 20e6:
+            texts.append(path.read_bytes().decode("utf-8", "replace"))
+    texts.append(Path(r["uri"].removeprefix("sqlite:///")).read_bytes().decode("latin-1"))
+    for secret in SECRETS.values():
+        assert not any(secret in t for t in texts), f"{secret[:6]}... leaked"
+
+
+def test_every_network_connect_goes_to_loopback(killed_and_rerun):
+    r = killed_and_rerun
+    if r["trace"] is None:
+        pytest.skip("strace unavailable (or ptrace not permitted)")
+    lines = [ln for ln in r["trace"].read_text().splitlines() if "connect(" in ln]
+    inet = [ln for ln in lines if "AF_INET" in ln]
+    assert inet, "no TCP/UDP connect traced at all: strace did not follow the sweep"
+    addrs = Counter()
+    for ln in inet:
+        m = re.search(r'inet_addr\("([^"]+)"\)', ln) or re.search(r'inet_pton\(AF_INET6, "([^"]+)"', ln)
+        assert m, ln
+        addrs[m.group(1)] += 1
+    outside = {a: n for a, n in addrs.items() if a not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")}
+    assert not outside, f"connects outside loopback: {outside}"
