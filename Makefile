@@ -15,7 +15,7 @@ OFFLINE := HOME=$(OFFLINE_HOME) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORM
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 \
 	TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast install clean browser
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ test: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
 
 test-fast: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Debian's chromium for the MLflow UI browser test (tests/test_ui_browser.py, driven through the
+# playwright Python package of the dev extra). Never `playwright install`: it downloads browsers.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

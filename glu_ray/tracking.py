@@ -171,6 +171,9 @@ class Tracker:
         # store keeps them next to the sweep.
         where = Path(artifact_root).resolve().as_uri() if artifact_root and not is_remote(tracking_uri) else None
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location=where)
+        # MLflow 3 opens an experiment of unknown kind on its GenAI (traces) pages: ours is model
+        # development, shown as the runs table.
+        self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.secrets = secret_values()  # read once: every write is checked against them
         self.parent_id: str | None = None
 

@@ -256,7 +256,7 @@ def test_ui_finds_the_experiment_page_and_binds_loopback_by_default(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 'exp' / 'mlflow.db'}", "exp", artifact_root=str(tmp_path / "exp" / "mlartifacts"))
     store = find_store(None, tmp_path, None)
     assert store.experiment == "exp" and store.artifacts == (tmp_path / "exp" / "mlartifacts").resolve()
-    assert experiment_fragment(store, explicit=False) == f"#/experiments/{tracker.experiment_id}"
+    assert experiment_fragment(store, explicit=False).startswith(f"#/experiments/{tracker.experiment_id}/runs")
     args = build_parser().parse_args(["ui"])
     cmd = server_command(store, args.host, args.port)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5000"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     store = find_store(args.tracking_uri, Path(args.storage), args.experiment)
     url = f"http://{_display_host(args.host)}:{args.port}/" + experiment_fragment(store, explicit=bool(args.experiment))
     check_port_free(args.host, args.port)
+    _stop_on_signals()
     with tempfile.NamedTemporaryFile("w+", prefix="glu-ray-ui-", suffix=".log", delete=False) as logf:
         proc = subprocess.Popen(server_command(store, args.host, args.port), stdout=logf, stderr=subprocess.STDOUT)
     try:
@@ -115,7 +117,9 @@ def experiment_fragment(store: Store, *, explicit: bool) -> str:
         if explicit:
             raise GluRayError(f"the store {store.uri} has no experiment named {store.experiment!r}")
         return ""  # a store named after another folder: the UI's experiment list is fine
-    return f"#/experiments/{exp.experiment_id}"
+    # MLflow 3 opens experiments on its GenAI (traces) overview unless the URL asks for the
+    # model-training view; a sweep is a table of runs.
+    return f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -171,6 +175,15 @@ def _display_host(host: str) -> str:
 def _tail(log: Path) -> str:
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
     return lines[-1] if lines else "no output"
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the server cleanly (a shell's `cmd &` starts us with SIGINT ignored)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -1,0 +1,122 @@
+"""`glu-ray ui` serves a real tiny sweep, checked in headless Chromium the way a researcher looks.
+
+Runs `sweeps/full_grid.py --preset tiny` (one model, one metric, one width) into a temporary
+storage, starts `glu-ray ui` on a free loopback port, opens the printed URL in Debian's chromium
+through Playwright and finds every trial's run name. The screenshot is kept under
+.cache/test-artifacts/. Skips when chromium or playwright is missing (`make browser` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / ".cache" / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+EXPERIMENT = "ui-tiny"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sweep_storage(tmp_path_factory) -> Path:
+    """The tiny preset, cut down to one model x maw x 50%: a baseline and one pruned trial."""
+    from glu_ray.tiny_models import build_tiny_model
+
+    storage = tmp_path_factory.mktemp("ui-runs")
+    model = build_tiny_model(storage / "tiny-ui", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
+    cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", str(model),
+           "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
+           "--storage", str(storage), "--experiment", EXPERIMENT, "--max-concurrent", "2"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return storage
+
+
+@pytest.fixture
+def ui(sweep_storage):
+    """`glu-ray ui` in a subprocess; yields the URL it prints, stops it with Ctrl-C afterwards."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "glu_ray.cli", "ui", "--storage", str(sweep_storage), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield _read_url(proc, timeout=180)
+    finally:
+        proc.send_signal(signal.SIGINT)  # what a researcher does
+        try:
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _read_url(proc: subprocess.Popen, timeout: float) -> str:
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if line.strip().startswith("http://"):
+            return line.strip()
+    raise AssertionError("glu-ray ui printed no URL:\n" + "".join(seen))
+
+
+def _loopback_only(route) -> None:
+    # Nothing may leave the machine: the UI's own requests go to 127.0.0.1; anything else is cut.
+    host = urlsplit(route.request.url).hostname
+    if host in ("127.0.0.1", "localhost"):
+        route.continue_()
+    else:
+        route.abort()
+
+
+def test_ui_serves_the_sweep_and_chromium_finds_every_trial(ui, sweep_storage):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is not installed (make browser)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+
+    assert urlsplit(ui).hostname == "127.0.0.1" and "#/experiments/" in ui
+    names = ["tiny-ui/baseline", "tiny-ui/maw/2x"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.route("**/*", _loopback_only)
+            try:
+                page.goto(ui, wait_until="domcontentloaded", timeout=120_000)
+                _expand_child_runs(page)
+                for name in names:
+                    page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+            finally:  # kept on failure too: it shows what the page did show
+                page.screenshot(path=str(SHOTS / "mlflow_ui.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (SHOTS / "mlflow_ui.png").stat().st_size > 10_000
+
+
+def _expand_child_runs(page) -> None:
+    """Child runs sit under the sweep's parent run, collapsed until its row's +/- button is clicked."""
+    parent = page.get_by_role("link", name=EXPERIMENT, exact=True)
+    parent.first.wait_for(timeout=120_000)
+    page.locator("[role=gridcell]", has=parent).locator("button").first.click()
+    close = page.get_by_role("button", name="Close")  # MLflow's assistant panel covers the table
+    if close.count():
+        close.first.click()
