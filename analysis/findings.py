@@ -61,7 +61,7 @@ def curve_shapes(ret: pd.DataFrame, point_se: dict) -> pd.DataFrame:
                      "trough_retention": np.nan if i is None else y[i],
                      "recovers_to": np.nan if j is None else y[j],
                      "at_ratio": np.nan if j is None else x[j]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*F.CURVE, "shape", "trough_ratio", "trough_retention", "recovers_to", "at_ratio"])
 
 
 def base_vs_instruct(scores: pd.DataFrame) -> pd.DataFrame:

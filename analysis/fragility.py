@@ -110,7 +110,10 @@ def score_curves(ret: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> t
                      "mean_retention": est, "fragility": 1 - est, "lo": 1 - hi, "hi": 1 - lo,
                      "break_ratio": break_ratio(ratios, curve["retention"].to_numpy(float)),
                      "points": len(curve) - 1})
-    return pd.DataFrame(rows), mean_draws, point_se
+    # Explicit columns: with no scorable curve (e.g. every baseline at chance) the frame is empty
+    # but still has its shape, so the hierarchy comes out empty instead of failing.
+    columns = [*CURVE, "capability", "mean_retention", "fragility", "lo", "hi", "break_ratio", "points"]
+    return pd.DataFrame(rows, columns=columns), mean_draws, point_se
 
 
 def capability_scores(scores: pd.DataFrame, mean_draws: dict) -> pd.DataFrame:
@@ -123,7 +126,7 @@ def capability_scores(scores: pd.DataFrame, mean_draws: dict) -> pd.DataFrame:
         rows.append({**dict(zip(GROUP, group)), "capability": cap,
                      "fragility": float(members["fragility"].mean()), "lo": 1 - hi, "hi": 1 - lo,
                      "benchmarks": ", ".join(members["benchmark"])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*GROUP, "capability", "fragility", "lo", "hi", "benchmarks"])
 
 
 def hierarchy(scores: pd.DataFrame, label: str = "benchmark") -> pd.DataFrame:

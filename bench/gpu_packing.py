@@ -104,7 +104,7 @@ def measure_packing(spec: dict, *, k: int, gpu: bool, cpus: int) -> PackingResul
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [bench_dir, os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(include_dashboard=False, num_cpus=cpus, num_gpus=1 if gpu else 0, log_to_driver=False,
+    ray.init(address="local", include_dashboard=False, num_cpus=cpus, num_gpus=1 if gpu else 0, log_to_driver=False,
              logging_level="ERROR")
     try:
         whole = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": cpus}

@@ -42,7 +42,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(include_dashboard=False)  # started outside the timing: a fixed cost, not per-sweep overhead
+    ray.init(address="local", include_dashboard=False)  # started outside the timing: a fixed cost, not per-sweep overhead
     slots = int(ray.cluster_resources()["CPU"])
     start = time.perf_counter()
     result = run_sweep(grid, SweepOptions(name="overhead", storage=storage, verbose=0))

@@ -176,3 +176,20 @@ def test_lm_eval_results_pair_pruned_models_with_their_baseline(tmp_path):
     assert (row["expansion_ratio"], row["width"], row["score"], row["stderr"]) == (2.40625, 154, 0.4, 0.004)
     assert df[df["method"] == "baseline"]["expansion_ratio"].iloc[0] == 4.0
     assert write_report(df, tmp_path / "rep", n_boot=50).is_file()
+
+
+def test_baselines_that_score_zero_give_a_clear_error_not_a_crash(tmp_path):
+    """A tiny sweep can leave every baseline at 0 accuracy: nothing to retain, nothing to rank."""
+    import pandas as pd
+
+    from analysis.findings import analyse
+    from analysis.report import write_report
+    from glu_ray.errors import GluRayError
+
+    rows = [dict(model="t", size="1", variant="base", method=m, expansion_ratio=r, pruning_pct=0.0, width=1,
+                 benchmark="tiny_mc", capability="reasoning", score=0.0, stderr=0.1, direction="higher",
+                 chance=0.25, status="completed") for m, r in (("baseline", 4.0), ("maw", 2.0), ("maw", 1.0))]
+    df = pd.DataFrame(rows)
+    assert analyse(df, n_boot=10).hierarchy.empty
+    with pytest.raises(GluRayError, match="no pruned run shares"):
+        write_report(df, tmp_path)
