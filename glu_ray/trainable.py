@@ -165,6 +165,8 @@ def _use_assigned_cpus() -> None:
     try:
         import ray
 
+        if not ray.is_initialized():  # outside Ray: get_runtime_context() would start (or join) a cluster
+            return
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     except Exception:  # noqa: BLE001 - outside Ray (direct calls in tests): leave torch alone
         return

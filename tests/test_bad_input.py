@@ -18,6 +18,7 @@ import pytest
 
 from faultkit import REPO, free_port, offline_env
 
+pytestmark = pytest.mark.faults
 ARGPARSE = "argparse"  # expected: argparse's usage error, exit 2
 
 
@@ -104,11 +105,16 @@ CASES = {
     "sweep/gpu fraction 1.5": _sweep("--gpu-fraction", "1.5") + ("gpu-fraction",),
     "sweep/max failures -5": _sweep("--max-failures", "-5") + ("max-failures",),
     "sweep/tracking server down": _sweep("--tracking-uri", "http://127.0.0.1:{port}") + ("unreachable",),
+    # sweeps/method_comparison.py (the same command line, another grid)
+    "method_comparison/missing model": ("method_comparison", ["--preset", "tiny", "--models", "{root}/nope", "--suite", "tiny", "--storage", "{root}/runs"], "not a model"),
+    "method_comparison/unknown metric": ("method_comparison", ["--preset", "tiny", "--models", "{model}", "--suite", "tiny", "--metrics", "maw,nope", "--storage", "{root}/runs"], "unknown importance metric"),
+    "method_comparison/pcts not numbers": ("method_comparison", ["--pruning-pcts", "ten"], ARGPARSE),
+    "method_comparison/threshold 1": ("method_comparison", ["--preset", "tiny", "--models", "{model}", "--suite", "tiny", "--threshold", "1", "--storage", "{root}/runs"], "threshold"),
 }
 
 
-def _sweep_main():
-    spec = importlib.util.spec_from_file_location("full_grid", REPO / "sweeps" / "full_grid.py")
+def _sweep_main(script: str):
+    spec = importlib.util.spec_from_file_location(script, REPO / "sweeps" / f"{script}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     from glu_ray.sweep_cli import main
@@ -119,7 +125,7 @@ def _sweep_main():
 def _invoke(entry: str, argv: list[str]) -> int:
     from glu_ray.cli import main
 
-    run = main if entry == "glu-ray" else _sweep_main()
+    run = main if entry == "glu-ray" else _sweep_main(entry)
     try:
         return run(argv)
     except SystemExit as stop:
@@ -153,7 +159,7 @@ def test_bad_input_gives_one_line_and_nonzero_exit(case, inputs, capsys, no_ray)
 
 
 SUBPROCESS = ["prune/config not json", "eval/unknown task", "report/published corrupt json",
-              "ui/missing store", "sweep/missing model", "sweep/tracking server down"]
+              "ui/missing store", "sweep/missing model", "sweep/tracking server down", "method_comparison/unknown metric"]
 
 
 @pytest.mark.slow
@@ -162,7 +168,7 @@ def test_bad_input_in_a_real_process(case, inputs):
     """The process's whole stderr, library warnings included, is the one error line."""
     entry, argv, expected = CASES[case]
     cmd = ([str(Path(sys.executable).parent / "glu-ray")] if entry == "glu-ray"
-           else [sys.executable, str(REPO / "sweeps" / "full_grid.py")])
+           else [sys.executable, str(REPO / "sweeps" / f"{entry}.py")])
     out = subprocess.run(cmd + [P(a, inputs) for a in argv], env=offline_env(), capture_output=True, text=True,
                          timeout=300, cwd=inputs["root"])
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]

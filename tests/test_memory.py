@@ -62,4 +62,5 @@ def test_two_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypa
     assert len(reports) == 2 * TRIALS and all(r["status"] in ("running", "completed") for r in reports)
     assert all(ref() is None for ref in alive), "a trial's model outlived it"
     growth = max(rss[WARMUP:]) - rss[WARMUP - 1]
+    print(f"RSS MB per trial: {[round(x) for x in rss]}; growth after warm-up {growth:.1f} MB")
     assert growth < BOUND_MB, f"RSS grew {growth:.0f} MB over {TRIALS - WARMUP} trials: {[round(x) for x in rss]}"
