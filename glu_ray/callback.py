@@ -85,12 +85,16 @@ def _ours(key: str) -> bool:
 
 
 def _error_text(trial) -> str | None:
-    """The trial's traceback: Ray keeps it in the trial's error file (``error_msg`` in older Rays)."""
-    try:
-        text = trial.get_error()
-    except Exception:  # noqa: BLE001 - no error file (storage gone): fall back
-        text = None
-    return str(text) if text else getattr(trial, "error_msg", None)
+    """The trial's traceback. Ray writes it to the trial's local error file first (``error_file``)
+    and copies it to storage (``get_error``) later; older Rays kept ``error_msg``."""
+    for read in (lambda: open(trial.error_file).read(), trial.get_error):
+        try:
+            text = read()
+        except Exception:  # noqa: BLE001 - not written (yet) there: try the next place
+            continue
+        if text:
+            return str(text)
+    return getattr(trial, "error_msg", None)
 
 
 def _last_line(text: str) -> str:
