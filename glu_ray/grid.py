@@ -7,6 +7,7 @@ suite, a ratio above the model's native one) fails in seconds, before Ray starts
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -79,9 +80,18 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
     return baselines, pruned
 
 
+def _absolute(path: str | None) -> str | None:
+    """Local paths made absolute: Ray runs each trial in its own working directory."""
+    if path is None or not Path(path).expanduser().exists():
+        return path  # a hub id (or nothing) stays as given
+    return str(Path(path).expanduser().resolve())
+
+
 def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None, width: int) -> TrialConfig:
+    ev = replace(grid.eval, suite=spec.suite, ppl_text=_absolute(grid.eval.ppl_text),
+                 tasks_dir=_absolute(grid.eval.tasks_dir))
     cfg = TrialConfig(
-        model=spec.source,
+        model=_absolute(spec.source),
         model_name=info.name,
         metric=metric,
         width=width,
@@ -91,7 +101,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None
         intermediate_size=info.intermediate,
         num_params=info.num_params,
         variant="instruct" if spec.suite == "instruct" else "base",
-        eval=replace(grid.eval, suite=spec.suite),
+        eval=ev,
         threshold=grid.threshold,
         seed=grid.seed,
         revision=spec.revision,

@@ -163,7 +163,12 @@ def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     table = results_table(result.trials, result.rows)
     print("\n" + format_table(table))
     print(f"\n{len(table)} trials: {trial_status_counts(table)}")
+    failed = int((table["status"] == "failed").sum())
     if not result.finished:
         print("sweep interrupted: rerun the same command to resume (finished trials are kept)")
+    elif failed:
+        print(f"{failed} trial(s) failed (errors in MLflow's glu_ray.error tag and {result.experiment_dir}/ledger.jsonl);"
+              " rerun the same command to retry only those")
     print(f"results: {result.experiment_dir}\nbrowse:  glu-ray ui --tracking-uri {result.tracking_uri}")
-    return 0 if result.finished else 1
+    # Non-zero unless every trial completed or was stopped, so scripts and CI notice failures.
+    return 0 if result.finished and not failed else 1

@@ -72,3 +72,16 @@ def test_gpu_fraction_follows_model_size():
     assert gpu_fraction(3_213_000_000, gb80) == 0.5
     assert gpu_fraction(8_000_000_000, gb80) == 1.0
     assert gpu_fraction(1_236_000_000, 141 * 2**30) == 0.125
+
+
+def test_local_paths_become_absolute_because_trials_run_elsewhere(tiny_model_dir, tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "eval.txt").write_text("Some text.\n")
+    monkeypatch.chdir(tmp_path)
+    grid = SweepGrid((ModelSpec(os.path.relpath(tiny_model_dir), "tiny"),), ("maw",), PCTS[:1],
+                     EvalSpec(suite="tiny", ppl_text="eval.txt"))
+    baselines, pruned = build_trials(grid)
+    for t in baselines + pruned:
+        assert t.model == str(tiny_model_dir.resolve())
+        assert t.eval.ppl_text == str((tmp_path / "eval.txt").resolve())
