@@ -137,12 +137,15 @@ def _init_ray(opts: SweepOptions) -> None:
 
     if ray.is_initialized():
         return
+    # Trial stdout (lm-eval's progress bars and warnings) only at verbose >= 2: errors reach the
+    # ledger and MLflow anyway, and Tune's own table says what runs.
+    quiet = {"log_to_driver": opts.verbose >= 2}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **quiet)
     else:
         # "local": always a fresh instance. Plain ray.init() would join (or, if it has died, wait
         # for) whatever cluster `ray start` last recorded in /tmp/ray: someone else's.
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", include_dashboard=False, **quiet)
 
 
 def _tracker(opts: SweepOptions, root: Path):

@@ -68,6 +68,7 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpu-fraction", type=float, help="GPU share per trial (default: from model size)")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="2 also shows every trial's output")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
     return p
 
@@ -120,7 +121,7 @@ def options_from_args(args: argparse.Namespace, preset: Preset) -> SweepOptions:
     return SweepOptions(
         name=args.experiment or preset.experiment, storage=args.storage, tracking_uri=args.tracking_uri,
         address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-        gpu_fraction=args.gpu_fraction, max_failures=args.max_failures,
+        gpu_fraction=args.gpu_fraction, max_failures=args.max_failures, verbose=args.verbose,
     )
 
 
