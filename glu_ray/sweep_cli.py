@@ -46,7 +46,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def build_parser(presets: dict[str, Preset], description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)), help="declared grid to start from")
     p.add_argument("--models", type=_names, help="comma-separated model folders or hub ids (replaces the preset's)")
     p.add_argument("--metrics", type=_names, help="comma-separated importance metrics, e.g. maw,vow,pon")
