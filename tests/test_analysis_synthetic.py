@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 import pytest
+from pathlib import Path
 
 from analysis import analyse, from_lm_eval, from_mlflow, sweep_run_id, write_report
 from analysis.tidy import COLUMNS
@@ -91,7 +92,9 @@ def _log_sweep(uri: str, experiment: str) -> str:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    exp = client.create_experiment(experiment)
+    # Artifacts beside the store (a bare SQLite experiment would default to ./mlruns in the cwd).
+    artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    exp = client.create_experiment(experiment, artifact_location=artifacts.as_uri())
     parent = client.create_run(exp, tags={"glu_ray.role": "sweep"}).info.run_id
     for ratio, method, status in [(4.0, "none", "completed"), (3.2, "maw", "completed"),
                                   (2.4, "maw", "completed"), (1.6, "maw", "stopped: catastrophic")]:
