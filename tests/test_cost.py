@@ -155,3 +155,19 @@ def test_tasks_without_a_profile_are_listed_not_guessed():
     assert "not counted" in est.table() and "my_task" in est.table()
     with pytest.raises(GluRayError, match="unknown suite"):
         estimate_sweep([trial(benchmarks="nope")])
+
+
+def test_full_grid_estimate_runs_offline_and_prices_every_trial():
+    """`python sweeps/full_grid.py --estimate`: the study grid from bundled configs, nothing run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(repo / "sweeps/full_grid.py"), "--estimate"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Projected GPU cost of 76 trials" in out.stdout  # 4 models x (3 metrics x 6 widths + baseline)
+    for model in ("Llama-3.2-1B", "Llama-3.2-3B", "Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"):
+        assert f"  {model} " in out.stdout
+    assert "early stopping" in out.stdout
