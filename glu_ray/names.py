@@ -29,11 +29,6 @@ def split_lm_eval_key(key: str) -> tuple[str, str]:
     return metric, filter_name or "none"
 
 
-def parse_metric_key(key: str) -> tuple[str, str, str]:
-    """Inverse of metric_key: ``gsm8k_cot/exact_match.strict-match`` -> (bench, metric, filter)."""
-    benchmark, _, rest = key.partition("/")
-    metric, _, filter_name = rest.partition(".")
-    return benchmark, metric, filter_name or "none"
 
 
 def ratio_label(ratio: float) -> str:

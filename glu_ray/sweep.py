@@ -20,6 +20,7 @@ from glu_ray.config import TrialConfig
 from glu_ray.errors import GluRayError
 from glu_ray.grid import SweepGrid, build_trials, gpu_fraction
 from glu_ray.ledger import Ledger
+from glu_ray.results import results_table
 from glu_ray.trainable import PPL_KEY
 
 log = logging.getLogger("glu_ray")
@@ -61,7 +62,8 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
 
     _run_phase("baselines", baselines, ledger, tracker, opts, root)
-    ppl = {c.model: ledger.results().get(c.key, {}).get(PPL_KEY) for c in baselines}
+    done = ledger.results()  # read once: the ledger is a file
+    ppl = {c.model: done.get(c.key, {}).get(PPL_KEY) for c in baselines}
     pruned = [replace(c, baseline_ppl=_finite(ppl.get(c.model)), ranking_cache=cache) for c in pruned]
     configs.update({c.key: c for c in pruned})
     _run_phase("grid", pruned, ledger, tracker, opts, root)
@@ -72,7 +74,7 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     finished = all(c.key in ended for c in trials)
     try:
         tracker.sync(ledger, configs)
-        tracker.publish(_table(trials, rows), root / "report")  # results table + analysis report; never raises
+        tracker.publish(results_table(trials, rows), root / "report")  # results table + analysis report; never raises
         tracker.end_sweep(finished)
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
@@ -194,12 +196,6 @@ def _with_artifact_dir(cfg: TrialConfig, root: Path) -> TrialConfig:
     # Readable, and unique: two models may share a short name.
     slug = safe(cfg.name).replace("/", "_") + "-" + hashlib.sha1(cfg.key.encode()).hexdigest()[:8]
     return replace(cfg, artifact_dir=str(root / "trials" / slug))
-
-
-def _table(trials, rows):
-    from glu_ray.results import results_table
-
-    return results_table(trials, rows)
 
 
 def _finite(x) -> float | None:

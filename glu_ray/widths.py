@@ -87,7 +87,3 @@ def round_to_divisor(width: int, divisor: int, intermediate: int) -> int:
     nearest = (width + divisor // 2) // divisor * divisor
     return max(divisor, min(nearest, intermediate))
 
-
-def pct_to_ratio(pct: float, intermediate: int, hidden: int) -> float:
-    """The expansion ratio a pruning percentage reaches (e.g. 1B at 40% -> 2.4004)."""
-    return _kept_from_pct(pct, intermediate) / hidden
