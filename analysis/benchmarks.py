@@ -1,6 +1,6 @@
 """What analysis needs to know about a benchmark: its headline metric, direction, chance, capability.
 
-The source of truth is ``glu_ray.suites`` (the suites evaluation runs). The one exception is the
+The source of truth is ``glu_ray.evaluation.suites`` (the suites evaluation runs). The one exception is the
 published study's tables, whose readme reports a different headline for two benchmarks than the
 study suite scores (see STUDY_REPORTED); reproducing its deltas needs the metric it reported.
 """
@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, replace
 
 from glu_ray.errors import GluRayError
-from glu_ray.names import metric_key
-from glu_ray.suites import SUITES, load_suite
+from glu_ray.vocab import metric_key
+from glu_ray.evaluation.suites import SUITES, load_suite
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from analysis.benchmarks import benchmark_meta, published_meta
 from analysis.mlflow_io import from_mlflow
 from analysis.tidy import BASELINE, RunInfo, number, size_label, tidy_frame, tidy_rows
 from glu_ray.errors import GluRayError
-from glu_ray.names import metric_key, split_lm_eval_key
+from glu_ray.vocab import metric_key, split_lm_eval_key
 
 __all__ = ["from_lm_eval", "from_mlflow", "from_published"]
 

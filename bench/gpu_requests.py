@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 
-from glu_ray.workloads import GenMode, Workload
+from glu_ray.cost.workloads import GenMode, Workload
 
 SPECIALS = ("<unk>", "<s>", "</s>")
 

@@ -2,11 +2,11 @@
 
 Builds Llama-3.2-1B- and 3B-shaped models from config (random init, bf16 on GPU: no weights are
 downloaded anywhere), prunes them with glu_ray, and drives lm-eval's real HFLM request path with
-synthetic requests shaped like each benchmark (glu_ray/workloads.yaml). Three sections:
+synthetic requests shaped like each benchmark (glu_ray/cost/workloads.yaml). Three sections:
   trial    per benchmark: seconds, tokens/s, fraction of the GPU's dense bf16 peak
   packing  k trials at 1/k GPU through Ray vs one at a time: throughput ratio, peak memory
   speed    per pruning level: params, peak memory, prefill/decode tokens/s vs the unpruned model
-then the projected GPU-hours of the study grid (glu_ray.cost), calibrated by this run on a GPU.
+then the projected GPU-hours of the study grid (glu_ray.cost.gpu_cost), calibrated by this run on a GPU.
 
     python bench/gpu_trial.py --dry-run                 # CPU, tiny shapes, < 1 minute
     python bench/gpu_trial.py --models 1b,3b --scale 0.02 --json gpu_trial.json   # on a GPU
@@ -31,8 +31,8 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 import torch  # noqa: E402
 
 from glu_ray import TargetWidth, prune, rank, resolve_width  # noqa: E402
-from glu_ray.speed import measure_speed  # noqa: E402
-from glu_ray.workloads import load_workloads  # noqa: E402
+from glu_ray.efficiency.speed import measure_speed  # noqa: E402
+from glu_ray.cost.workloads import load_workloads  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_requests import make_lm, run_workload, word_tokenizer  # noqa: E402
@@ -182,7 +182,7 @@ GRIDS = {  # (size, variant, suite, GPU fraction, metrics) per model
 
 def grid_trials(grid: str) -> list:
     """TrialCosts of a grid: a baseline + 6 pruning levels per metric, sizes read from the configs."""
-    from glu_ray.cost import trial_from_config
+    from glu_ray.cost.gpu_cost import trial_from_config
 
     trials = []
     for size, variant, suite, fraction, metrics in GRIDS[grid]:
@@ -200,13 +200,13 @@ def grid_trials(grid: str) -> list:
 
 def print_projection(measured: dict, a: argparse.Namespace) -> None:
     """A grid's GPU-hours: calibrated by this run on a GPU, analytic otherwise."""
-    from glu_ray.cost import CostProfile, calibrate, estimate_sweep, gpu_spec, with_gpu
+    from glu_ray.cost.gpu_cost import CostProfile, calibrate, estimate_sweep, gpu_spec, with_gpu
 
     profile = CostProfile.default()
     if not measured["dry_run"] and gpu_spec(measured["device"]) is not None:
         profile = calibrate(profile, measured)
     elif not measured["dry_run"]:
-        print(f"\n[cost] no datasheet entry for {measured['device']!r} in glu_ray/gpu_costs.yaml: analytic projection")
+        print(f"\n[cost] no datasheet entry for {measured['device']!r} in glu_ray/cost/gpu_costs.yaml: analytic projection")
     if a.cost_gpu:
         profile = with_gpu(profile, a.cost_gpu)
     profile = dataclasses.replace(profile, gen_mode=a.gen)
@@ -217,7 +217,7 @@ def print_projection(measured: dict, a: argparse.Namespace) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="1b,3b", help="comma list of: " + ", ".join(SHAPES))
-    p.add_argument("--suite", default="instruct", help="workload suite (glu_ray/workloads.yaml), e.g. base, instruct")
+    p.add_argument("--suite", default="instruct", help="workload suite (glu_ray/cost/workloads.yaml), e.g. base, instruct")
     p.add_argument("--scale", type=float, help="fraction of each benchmark's documents (default 0.02; dry run 0.002)")
     p.add_argument("--pack-scale", type=float, help="fraction for each packed trial (default scale / 2)")
     p.add_argument("--pack-k", type=int, default=4, help="trials packed on one device (each gets 1/k)")
@@ -247,7 +247,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_setup(a: argparse.Namespace) -> Setup:
-    from glu_ray.cost import gpu_spec
+    from glu_ray.cost.gpu_cost import gpu_spec
 
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     if unknown := [m for m in names if m not in SHAPES]:

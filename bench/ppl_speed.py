@@ -4,7 +4,7 @@
 
 Both sides score the same documents with the same model, max_length and batch size: glu-ray's
 fast_perplexity, and lm-eval's own HFLM.loglikelihood_rolling + wikitext process_results +
-aggregation (glu_ray.perplexity.lm_eval_perplexity). Runs alternate and the median is reported,
+aggregation (glu_ray.evaluation.perplexity.lm_eval_perplexity). Runs alternate and the median is reported,
 because shared CPUs are noisy. Prints values, relative difference and speed-up.
 """
 
@@ -28,7 +28,7 @@ DEFAULT_DOCS = {"tinystories": 500, "wikitext2": 8}  # paragraphs / articles: ~5
 
 
 def measure(model, tok, docs, args) -> dict:
-    from glu_ray.perplexity import fast_perplexity, lm_eval_perplexity
+    from glu_ray.evaluation.perplexity import fast_perplexity, lm_eval_perplexity
 
     runs = {"lm-eval": [], "glu-ray": []}
     for _ in range(args.repeats):  # alternate so load spikes hit both sides alike
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from glu_ray.perplexity import load_documents
+    from glu_ray.evaluation.perplexity import load_documents
 
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     tok = AutoTokenizer.from_pretrained(args.model)

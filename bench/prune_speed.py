@@ -78,7 +78,7 @@ def build_model(args: argparse.Namespace):
 
 def mlp_weights(model) -> list[dict]:
     """Per layer, the MLP weights as they are now: {part: [out, in] bf16}."""
-    from glu_ray.model import glu_layers
+    from glu_ray.models.loading import glu_layers
 
     return [{part: getattr(t.mlp, part).weight.detach() for part in PARTS} for t in glu_layers(model)]
 
@@ -87,7 +87,7 @@ def restore(model, pristine: list[dict], intermediate: int) -> float:
     """Give ``model`` fresh nn.Linear MLPs holding copies of ``pristine``; returns seconds (excluded)."""
     from torch import nn
 
-    from glu_ray.model import glu_layers
+    from glu_ray.models.loading import glu_layers
 
     start = time.perf_counter()
     for t, weights in zip(glu_layers(model), pristine):

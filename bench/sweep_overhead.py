@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glu_ray.sweep import SweepOptions, run_sweep  # noqa: E402
-from glu_ray.sweep_cli import build_parser, grid_from_args  # noqa: E402
-from glu_ray.trainable import STOPPED  # noqa: E402
+from glu_ray.sweep.driver import SweepOptions, run_sweep  # noqa: E402
+from glu_ray.cli.sweep import build_parser, grid_from_args  # noqa: E402
+from glu_ray.sweep.trial import STOPPED  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
 from full_grid import STUDY, TINY  # noqa: E402

@@ -1,13 +1,13 @@
 """glu-ray: width-prune the GLU MLPs of causal LMs and measure what each capability loses."""
 
 from glu_ray.errors import GluRayError
-from glu_ray.evaluate import EvalResult, run_suite
-from glu_ray.importance import METRICS, get_metric, metric
-from glu_ray.model import check_glu_config, glu_layers, load_model
-from glu_ray.perplexity import PerplexityResult, fast_perplexity, load_documents
-from glu_ray.prune import PruneReport, Ranking, prune, rank, save_pruned
-from glu_ray.suites import SUITES, Benchmark, Suite, load_suite
-from glu_ray.widths import TargetWidth, Width, resolve_width
+from glu_ray.evaluation.harness import EvalResult, run_suite
+from glu_ray.pruning.importance import METRICS, get_metric, metric
+from glu_ray.models.loading import check_glu_config, glu_layers, load_model
+from glu_ray.evaluation.perplexity import PerplexityResult, fast_perplexity, load_documents
+from glu_ray.pruning.prune import PruneReport, Ranking, prune, rank, save_pruned
+from glu_ray.evaluation.suites import SUITES, Benchmark, Suite, load_suite
+from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
 
 __all__ = [
     "Benchmark",

@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from glu_ray.config import EvalSpec  # noqa: E402
-from glu_ray.grid import ModelSpec  # noqa: E402
-from glu_ray.sweep_cli import Preset, main  # noqa: E402
-from glu_ray.tiny_models import tiny_eval_text, tiny_preset_models  # noqa: E402
+from glu_ray.sweep.config import EvalSpec  # noqa: E402
+from glu_ray.sweep.grid import ModelSpec  # noqa: E402
+from glu_ray.cli.sweep import Preset, main  # noqa: E402
+from glu_ray.models.tiny import tiny_eval_text, tiny_preset_models  # noqa: E402
 
 STUDY = Preset(
     models=(

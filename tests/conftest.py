@@ -52,7 +52,7 @@ def make_tiny_llama(seed: int = 0, **overrides):
 
 def make_tiny_tokenizer(vocab_size: int = 128):
     """A real fast byte-level tokenizer built offline: (tokenizer, vocab size)."""
-    from glu_ray.tiny_models import byte_tokenizer
+    from glu_ray.models.tiny import byte_tokenizer
 
     tok = byte_tokenizer()
     return tok, len(tok)

@@ -29,7 +29,7 @@ def offline_env(**extra: str) -> dict[str, str]:
 
 def tiny_model(base: Path) -> tuple[Path, Path]:
     """(a trained tiny Llama, its held-out perplexity text); built once per pytest session."""
-    from glu_ray.tiny_models import build_tiny_model, tiny_eval_text
+    from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
 
     root = base / "faultkit"
     return build_tiny_model(root / "tiny-f", seed=0, steps=50), tiny_eval_text(root)
@@ -76,7 +76,7 @@ def kill_tree(proc, sig=signal.SIGKILL) -> None:
 
 
 def ended(ledger_path: Path) -> Counter:
-    from glu_ray.ledger import Ledger
+    from glu_ray.sweep.ledger import Ledger
 
     return Counter(e.key for e in Ledger(ledger_path).events() if e.kind == "end")
 
@@ -99,9 +99,9 @@ def assert_mlflow_matches_ledger(uri: str, experiment: str, ledger_path: Path, k
     (one point per stage that reported it) are those of the ledger's latest attempt."""
     from mlflow.tracking import MlflowClient
 
-    from glu_ray.callback import _ours
-    from glu_ray.ledger import Ledger
-    from glu_ray.tracking import latest_attempt, metrics_of
+    from glu_ray.tracking.callback import _ours
+    from glu_ray.sweep.ledger import Ledger
+    from glu_ray.tracking.runs import latest_attempt, metrics_of
 
     client = MlflowClient(uri)
     runs = trial_runs(uri, experiment)

@@ -9,7 +9,7 @@ import pytest
 from conftest import SHARED
 
 from analysis import analyse, delta_table, from_published
-from glu_ray.cli import main
+from glu_ray.cli.main import main
 
 PUBLISHED = SHARED / "assets" / "published"
 pytestmark = pytest.mark.skipif(not (PUBLISHED / "readme.md").is_file(), reason="../shared/assets/published absent")

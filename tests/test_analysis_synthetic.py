@@ -11,7 +11,7 @@ from pathlib import Path
 
 from analysis import analyse, from_lm_eval, from_mlflow, sweep_run_id, write_report
 from analysis.tidy import COLUMNS
-from glu_ray.cli import main
+from glu_ray.cli.main import main
 
 RATIOS = (3.2, 2.4, 1.6)  # pruned; the baseline sits at 4.0
 # benchmark -> (capability, chance, direction, baseline, pruned scores widest first)

@@ -117,13 +117,13 @@ def _sweep_main(script: str):
     spec = importlib.util.spec_from_file_location(script, REPO / "sweeps" / f"{script}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    from glu_ray.sweep_cli import main
+    from glu_ray.cli.sweep import main
 
     return lambda argv: main({"study": mod.STUDY, "tiny": mod.TINY}, argv)
 
 
 def _invoke(entry: str, argv: list[str]) -> int:
-    from glu_ray.cli import main
+    from glu_ray.cli.main import main
 
     run = main if entry == "glu-ray" else _sweep_main(entry)
     try:
@@ -134,12 +134,12 @@ def _invoke(entry: str, argv: list[str]) -> int:
 
 @pytest.fixture
 def no_ray(monkeypatch):
-    import glu_ray.sweep
+    import glu_ray.sweep.driver
 
     def tripwire(opts):
         raise AssertionError("bad input got past validation: the sweep was about to start Ray")
 
-    monkeypatch.setattr(glu_ray.sweep, "_init_ray", tripwire)
+    monkeypatch.setattr(glu_ray.sweep.driver, "_init_ray", tripwire)
 
 
 @pytest.mark.parametrize("case", list(CASES))

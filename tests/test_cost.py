@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from glu_ray.cost import (
+from glu_ray.cost.gpu_cost import (
     CostProfile, TrialCost, analytic_seconds, calibrate, estimate_sweep, gpu_spec, trial_from_config, with_gpu,
 )
 from glu_ray.errors import GluRayError
-from glu_ray.workloads import Workload, load_workloads, parse_workloads
+from glu_ray.cost.workloads import Workload, load_workloads, parse_workloads
 
 # Llama-3.2-1B's real sizes (the published config), used as plain numbers.
 P1B, H1B, I1B, L1B = 1_235_814_400, 2048, 8192, 16

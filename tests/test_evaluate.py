@@ -10,8 +10,8 @@ import torch
 
 from conftest import make_tiny_llama, make_tiny_tokenizer
 from glu_ray.errors import GluRayError
-from glu_ray.evaluate import check_tokenizer, context_length, flatten, run_suite
-from glu_ray.suites import load_suite
+from glu_ray.evaluation.harness import check_tokenizer, context_length, flatten, run_suite
+from glu_ray.evaluation.suites import load_suite
 
 MLFLOW_KEY = re.compile(r"^[A-Za-z0-9_\-./ ]+$")
 
@@ -58,8 +58,8 @@ def _check(result, suite, stage=None):
 
 @pytest.mark.slow
 def test_tiny_suite_end_to_end_on_a_tiny_and_a_pruned_llama(tiny):
-    from glu_ray.prune import prune, rank
-    from glu_ray.widths import TargetWidth, resolve_width
+    from glu_ray.pruning.prune import prune, rank
+    from glu_ray.pruning.widths import TargetWidth, resolve_width
 
     model, tok = tiny
     suite = load_suite("tiny")
@@ -82,7 +82,7 @@ def test_tiny_suite_end_to_end_on_a_tiny_and_a_pruned_llama(tiny):
 
 @pytest.mark.slow
 def test_stories260k_suite_is_deterministic(stories_dir):
-    from glu_ray.model import load_model
+    from glu_ray.models.loading import load_model
 
     model, tok = load_model(str(stories_dir), device="cpu")
     suite = load_suite("tiny", tasks=["tiny_gsm8k"])
@@ -92,7 +92,7 @@ def test_stories260k_suite_is_deterministic(stories_dir):
 
 @pytest.mark.slow
 def test_cli_eval_writes_every_tiny_metric(tiny_model_dir, tmp_path, capsys):
-    from glu_ray.cli import main
+    from glu_ray.cli.main import main
 
     out = tmp_path / "r.json"
     assert main(["eval", "--model", str(tiny_model_dir), "--suite", "tiny", "--limit", "3", "--out", str(out)]) == 0
@@ -103,7 +103,7 @@ def test_cli_eval_writes_every_tiny_metric(tiny_model_dir, tmp_path, capsys):
 
 
 def test_cli_eval_rejects_bad_input_before_loading(tmp_path, capsys):
-    from glu_ray.cli import main
+    from glu_ray.cli.main import main
 
     missing_model = str(tmp_path / "no-model")
     assert main(["eval", "--model", missing_model, "--suite", "nope", "--out", str(tmp_path / "r.json")]) == 2
@@ -119,7 +119,7 @@ def test_cli_eval_rejects_bad_input_before_loading(tmp_path, capsys):
 
 
 def test_cli_eval_rejects_a_model_without_tokenizer(tmp_path, capsys):
-    from glu_ray.cli import main
+    from glu_ray.cli.main import main
 
     make_tiny_llama().save_pretrained(tmp_path / "bare")
     assert main(["eval", "--model", str(tmp_path / "bare"), "--suite", "tiny", "--tasks", "tiny_mc",

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from faultkit import assert_mlflow_matches_ledger, tiny_model
-from glu_ray.config import EvalSpec
-from glu_ray.grid import ModelSpec, SweepGrid
-from glu_ray.ledger import Ledger
-from glu_ray.sweep import SweepOptions, run_sweep
-from glu_ray.widths import TargetWidth
+from glu_ray.sweep.config import EvalSpec
+from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from glu_ray.sweep.ledger import Ledger
+from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.pruning.widths import TargetWidth
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 PCTS = (10, 25, 40, 50, 60)
@@ -53,7 +53,7 @@ def corrupted_model(good: Path, root: Path) -> Path:
 def fault_sweep(tmp_path_factory):
     import ray
 
-    import glu_ray.sweep as sweep_mod
+    import glu_ray.sweep.driver as sweep_mod
 
     good, text = tiny_model(tmp_path_factory.getbasetemp())
     root = tmp_path_factory.mktemp("faults")

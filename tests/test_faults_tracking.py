@@ -13,11 +13,11 @@ import urllib.request
 import pytest
 
 from faultkit import BIN, assert_mlflow_matches_ledger, free_port, kill_tree, offline_env, tiny_model, wait_until
-from glu_ray.config import EvalSpec
-from glu_ray.grid import ModelSpec, SweepGrid
-from glu_ray.ledger import Ledger
-from glu_ray.sweep import SweepOptions, run_sweep
-from glu_ray.widths import TargetWidth
+from glu_ray.sweep.config import EvalSpec
+from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from glu_ray.sweep.ledger import Ledger
+from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.pruning.widths import TargetWidth
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from glu_ray.ledger import Event, Ledger
+from glu_ray.sweep.ledger import Event, Ledger
 
 pytestmark = pytest.mark.faults
 
@@ -27,7 +27,7 @@ def test_append_after_a_torn_line_is_not_lost(tmp_path):
 def test_oom_retry_halves_the_batch_down_to_one():
     import torch
 
-    from glu_ray.trainable import _with_oom_retry
+    from glu_ray.sweep.trial import _with_oom_retry
 
     tried = []
 

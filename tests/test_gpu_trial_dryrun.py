@@ -12,9 +12,9 @@ import pytest
 
 from conftest import make_tiny_llama
 from glu_ray import TargetWidth, prune, rank, resolve_width
-from glu_ray.names import safe
-from glu_ray.speed import measure_speed
-from glu_ray.workloads import load_workloads
+from glu_ray.vocab import safe
+from glu_ray.efficiency.speed import measure_speed
+from glu_ray.cost.workloads import load_workloads
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -89,7 +89,7 @@ def test_dry_run_end_to_end(tmp_path):
         params = [r["params_total"] for r in rows]
         assert params == sorted(params, reverse=True) and len(set(params)) == 7
     # The JSON the kit writes is what calibrates the cost model once it comes from a GPU.
-    from glu_ray.cost import CostProfile, calibrate
+    from glu_ray.cost.gpu_cost import CostProfile, calibrate
 
     cal = calibrate(CostProfile.default(), {**data, "dry_run": False, "device": "NVIDIA H200"})
     assert set(cal.calibration) == set(instruct)

@@ -3,10 +3,10 @@
 import pytest
 from transformers import LlamaConfig
 
-from glu_ray.config import EvalSpec, TrialConfig
+from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError
-from glu_ray.grid import ModelSpec, SweepGrid, build_trials, gpu_fraction
-from glu_ray.widths import TargetWidth
+from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials, gpu_fraction
+from glu_ray.pruning.widths import TargetWidth
 
 PCTS = tuple(TargetWidth(pruning_pct=p) for p in (10, 20, 30, 40, 50, 60))
 

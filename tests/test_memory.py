@@ -14,8 +14,8 @@ import weakref
 import pytest
 
 from conftest import save_tiny_model
-from glu_ray.config import EvalSpec, TrialConfig
-from glu_ray.tiny_models import tiny_corpus
+from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.models.tiny import tiny_corpus
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 TRIALS, WARMUP, BOUND_MB = 24, 4, 120
@@ -31,7 +31,7 @@ def rss_mb() -> float:
 def test_two_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypatch):
     import ray.tune
 
-    import glu_ray.trainable as trainable
+    import glu_ray.sweep.trial as trainable
 
     model_dir = save_tiny_model(tmp_path / "m", hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
                                 num_attention_heads=4, num_key_value_heads=2)

@@ -13,7 +13,7 @@ import torch
 
 from conftest import make_tiny_llama
 from glu_ray import TargetWidth, glu_layers, prune, rank, resolve_width
-from glu_ray.importance import score_layer
+from glu_ray.pruning.importance import score_layer
 from test_prune import logits, one_thread  # noqa: F401  (one_thread: autouse fixture, 100 s -> 6 s here)
 
 optipfair = pytest.importorskip("optipfair")

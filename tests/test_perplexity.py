@@ -7,7 +7,7 @@ import torch
 
 from conftest import SHARED, make_tiny_llama, make_tiny_tokenizer
 from glu_ray.errors import GluRayError
-from glu_ray.perplexity import fast_perplexity, lm_eval_perplexity, load_documents, split_documents
+from glu_ray.evaluation.perplexity import fast_perplexity, lm_eval_perplexity, load_documents, split_documents
 
 TEXT = """ = First Article = 
  Lily had a red kite . She flew it in the park , and it went up high @-@ very high .

@@ -9,9 +9,9 @@ import torch
 
 from conftest import make_tiny_llama
 from glu_ray import GluRayError, Ranking, TargetWidth, Width, glu_layers, prune, rank, resolve_width, save_pruned
-from glu_ray.cli import main as cli_main
-from glu_ray.importance import METRICS, _near_fp32_midpoint, get_metric, metric, score_layer
-from glu_ray.widths import round_to_divisor
+from glu_ray.cli.main import main as cli_main
+from glu_ray.pruning.importance import METRICS, _near_fp32_midpoint, get_metric, metric, score_layer
+from glu_ray.pruning.widths import round_to_divisor
 
 
 @pytest.fixture(scope="module", autouse=True)

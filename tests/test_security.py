@@ -14,8 +14,8 @@ pytestmark = pytest.mark.faults
 
 
 def test_ui_binds_to_loopback_by_default():
-    from glu_ray.cli import build_parser
-    from glu_ray.commands.ui import Store, server_command
+    from glu_ray.cli.main import build_parser
+    from glu_ray.cli.ui import Store, server_command
 
     args = build_parser().parse_args(["ui"])
     assert args.host == "127.0.0.1"
@@ -42,10 +42,10 @@ def hub_calls(monkeypatch):
 
 
 def test_trust_remote_code_is_off_unless_asked(hub_calls, tiny_model_dir, tmp_path):
-    from glu_ray.cli import main
-    from glu_ray.config import EvalSpec
-    from glu_ray.grid import ModelSpec, SweepGrid, build_trials
-    from glu_ray.widths import TargetWidth
+    from glu_ray.cli.main import main
+    from glu_ray.sweep.config import EvalSpec
+    from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
+    from glu_ray.pruning.widths import TargetWidth
 
     assert main(["prune", "--model", str(tiny_model_dir), "--metric", "maw", "--pruning-pct", "50",
                  "--out", str(tmp_path / "p")]) == 0
@@ -61,7 +61,7 @@ def test_trust_remote_code_is_off_unless_asked(hub_calls, tiny_model_dir, tmp_pa
 
 def test_weights_load_through_safetensors_not_pickle(tiny_model_dir, tmp_path, hub_calls):
     """A folder with both files: the pickle is garbage, so loading at all proves it was never read."""
-    from glu_ray.model import load_model
+    from glu_ray.models.loading import load_model
 
     folder = tmp_path / "both"
     shutil.copytree(tiny_model_dir, folder)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from glu_ray.errors import GluRayError
-from glu_ray.suites import CAPABILITIES, SUITES, load_suite, read_task_dir
+from glu_ray.evaluation.suites import CAPABILITIES, SUITES, load_suite, read_task_dir
 
 MLFLOW_KEY = re.compile(r"^[A-Za-z0-9_\-./ ]+$")
 STUDY_TEN = {"wikitext", "mmlu", "arc_challenge", "hellaswag", "winogrande", "piqa", "boolq", "lambada_openai",
@@ -99,7 +99,7 @@ def test_user_task_dir_parses_or_fails_naming_the_file(tmp_path):
 
 @pytest.mark.slow
 def test_every_suite_task_is_known_to_lm_eval():
-    from glu_ray.evaluate import check_tasks
+    from glu_ray.evaluation.harness import check_tasks
 
     for name in SUITES:
         check_tasks(load_suite(name))

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from glu_ray.config import EvalSpec
-from glu_ray.grid import ModelSpec, SweepGrid
-from glu_ray.ledger import Ledger
-from glu_ray.sweep import SweepOptions, run_sweep
-from glu_ray.tiny_models import build_tiny_model, tiny_eval_text
-from glu_ray.widths import TargetWidth
+from glu_ray.sweep.config import EvalSpec
+from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from glu_ray.sweep.ledger import Ledger
+from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
+from glu_ray.pruning.widths import TargetWidth
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

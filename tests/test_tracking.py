@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from glu_ray.config import EvalSpec
-from glu_ray.grid import ModelSpec, SweepGrid
-from glu_ray.ledger import Ledger
-from glu_ray.sweep import SweepOptions, run_sweep
-from glu_ray.tiny_models import build_tiny_model, tiny_eval_text
-from glu_ray.tracking import REDACTED, metrics_of, scrub
-from glu_ray.widths import TargetWidth
+from glu_ray.sweep.config import EvalSpec
+from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from glu_ray.sweep.ledger import Ledger
+from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
+from glu_ray.tracking.runs import REDACTED, metrics_of, scrub
+from glu_ray.pruning.widths import TargetWidth
 
 TOKEN = "hf_dummyTOKEN0123456789abcdefghijKLMN"
 EXPERIMENT = "tracked"
@@ -213,7 +213,7 @@ def test_scrub_drops_credential_keys_and_redacts_credential_values():
 
 
 def test_secret_values_come_from_credential_named_env_vars(monkeypatch):
-    from glu_ray.tracking import secret_values
+    from glu_ray.tracking.runs import secret_values
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("SOME_SERVICE_PASSWORD", "correct-horse-battery")
@@ -225,7 +225,7 @@ def test_secret_values_come_from_credential_named_env_vars(monkeypatch):
 # -- fast: `glu-ray ui` refuses clearly before starting anything --------------------------------
 
 def test_ui_without_a_store_says_so_on_one_line(tmp_path, capsys):
-    from glu_ray.cli import main
+    from glu_ray.cli.main import main
 
     assert main(["ui", "--storage", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -233,8 +233,8 @@ def test_ui_without_a_store_says_so_on_one_line(tmp_path, capsys):
 
 
 def test_ui_on_a_port_in_use_says_so_on_one_line(tmp_path, capsys):
-    from glu_ray.cli import main
-    from glu_ray.tracking import Tracker
+    from glu_ray.cli.main import main
+    from glu_ray.tracking.runs import Tracker
 
     (tmp_path / "exp").mkdir()
     Tracker(f"sqlite:///{tmp_path / 'exp' / 'mlflow.db'}", "exp")  # a store with one experiment
@@ -248,9 +248,9 @@ def test_ui_on_a_port_in_use_says_so_on_one_line(tmp_path, capsys):
 
 
 def test_ui_finds_the_experiment_page_and_binds_loopback_by_default(tmp_path):
-    from glu_ray.cli import build_parser
-    from glu_ray.commands.ui import experiment_fragment, find_store, server_command
-    from glu_ray.tracking import Tracker
+    from glu_ray.cli.main import build_parser
+    from glu_ray.cli.ui import experiment_fragment, find_store, server_command
+    from glu_ray.tracking.runs import Tracker
 
     (tmp_path / "exp").mkdir()
     tracker = Tracker(f"sqlite:///{tmp_path / 'exp' / 'mlflow.db'}", "exp", artifact_root=str(tmp_path / "exp" / "mlartifacts"))

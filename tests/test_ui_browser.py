@@ -37,7 +37,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def sweep_storage(tmp_path_factory) -> Path:
     """The tiny preset, cut down to one model x maw x 50%: a baseline and one pruned trial."""
-    from glu_ray.tiny_models import build_tiny_model
+    from glu_ray.models.tiny import build_tiny_model
 
     storage = tmp_path_factory.mktemp("ui-runs")
     model = build_tiny_model(storage / "tiny-ui", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
@@ -53,7 +53,7 @@ def sweep_storage(tmp_path_factory) -> Path:
 def ui(sweep_storage):
     """`glu-ray ui` in a subprocess; yields the URL it prints, stops it with Ctrl-C afterwards."""
     port = free_port()
-    cmd = [sys.executable, "-m", "glu_ray.cli", "ui", "--storage", str(sweep_storage), "--port", str(port)]
+    cmd = [sys.executable, "-m", "glu_ray.cli.main", "ui", "--storage", str(sweep_storage), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         yield _read_url(proc, timeout=180)

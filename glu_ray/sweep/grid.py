@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from glu_ray.config import EvalSpec, TrialConfig
+from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError
-from glu_ray.importance import get_metric
-from glu_ray.model import check_glu_config, param_count
-from glu_ray.widths import TargetWidth, resolve_width
+from glu_ray.pruning.importance import get_metric
+from glu_ray.models.loading import check_glu_config, param_count
+from glu_ray.pruning.widths import TargetWidth, resolve_width
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
 
     ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
     """
-    from glu_ray.suites import load_suite
+    from glu_ray.evaluation.suites import load_suite
 
     if grid.threshold <= 1:
         raise GluRayError(f"threshold must be > 1 (a multiple of the baseline perplexity); got {grid.threshold}")

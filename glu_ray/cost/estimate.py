@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from glu_ray.errors import GluRayError
-from glu_ray.grid import SweepGrid, build_trials, gpu_fraction
-from glu_ray.model import check_glu_config
+from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
+from glu_ray.models.loading import check_glu_config
 
-SNAPSHOTS = Path(__file__).resolve().parent / "model_configs"
+SNAPSHOTS = Path(__file__).resolve().parent.parent / "models" / "configs"
 
 
 def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
@@ -25,9 +25,9 @@ def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
 
 
 def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpu_memory_gb: float = 141.0) -> int:
-    """Cost every trial of ``grid`` with glu_ray.cost and print the table; returns 0."""
-    from glu_ray.cost import estimate_sweep, load_profile, trial_from_config
-    from glu_ray.suites import load_suite
+    """Cost every trial of ``grid`` with glu_ray.cost.gpu_cost and print the table; returns 0."""
+    from glu_ray.cost.gpu_cost import estimate_sweep, load_profile, trial_from_config
+    from glu_ray.evaluation.suites import load_suite
 
     baselines, pruned = build_trials(grid, load_config=config_or_snapshot)
     costs = []

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from glu_ray.errors import GluRayError
-from glu_ray.suites import SUITES, load_suite
+from glu_ray.evaluation.suites import SUITES, load_suite
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -50,8 +50,8 @@ def _limit(text: str) -> int | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glu_ray.evaluate import check_tasks, format_table, run_suite
-    from glu_ray.model import load_model
+    from glu_ray.evaluation.harness import check_tasks, format_table, run_suite
+    from glu_ray.models.loading import load_model
 
     # Suite, task names and task folder are all checked before any weight is read.
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None

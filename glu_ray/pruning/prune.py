@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from glu_ray.errors import GluRayError
-from glu_ray.importance import get_metric, score_layer
-from glu_ray.model import glu_layers, param_count
-from glu_ray.widths import Width
+from glu_ray.pruning.importance import get_metric, score_layer
+from glu_ray.models.loading import glu_layers, param_count
+from glu_ray.pruning.widths import Width
 
 
 @dataclass(frozen=True)

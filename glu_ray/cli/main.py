@@ -1,4 +1,4 @@
-"""`glu-ray` console script: one subcommand per module in glu_ray/commands/.
+"""`glu-ray` console script: one subcommand per module in glu_ray/cli/.
 
 Each command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``. Errors the user
 can fix (GluRayError) print on one line with a non-zero exit, never a traceback.
@@ -13,14 +13,14 @@ import sys
 
 from glu_ray.errors import GluRayError
 
-COMMANDS = ("prune", "eval", "report", "ui")  # each names glu_ray/commands/<name>.py
+COMMANDS = ("prune", "eval", "report", "ui")  # each names glu_ray/cli/<name>.py
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glu-ray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"glu_ray.commands.{name}")
+        module = importlib.import_module(f"glu_ray.cli.{name}")
         module.add_parser(sub).set_defaults(_run=module.run)
     return parser
 

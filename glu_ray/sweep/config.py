@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from glu_ray.names import trial_name
+from glu_ray.vocab import trial_name
 
 
 @dataclass(frozen=True)

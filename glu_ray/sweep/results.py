@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from glu_ray.names import metric_key, ratio_label
-from glu_ray.trainable import PPL_KEY
+from glu_ray.vocab import metric_key, ratio_label
+from glu_ray.sweep.trial import PPL_KEY
 
 
 def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
     """Trials in grid order; a trial with no ledger row yet is 'pending'."""
-    from glu_ray.suites import load_suite
+    from glu_ray.evaluation.suites import load_suite
 
     records = []
     for cfg in trials:

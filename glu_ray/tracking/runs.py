@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from glu_ray.config import TrialConfig
-from glu_ray.ledger import FINAL, Ledger
+from glu_ray.sweep.config import TrialConfig
+from glu_ray.sweep.ledger import FINAL, Ledger
 
 log = logging.getLogger("glu_ray")
 
@@ -147,7 +147,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
 
 def suite_params(cfg: TrialConfig) -> dict[str, str]:
     """Few-shot settings as one filterable string (``mmlu:5,gsm8k_cot:8``) and the chat template."""
-    from glu_ray.suites import load_suite
+    from glu_ray.evaluation.suites import load_suite
 
     suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
     return {"fewshot": ",".join(f"{b.name}:{b.num_fewshot}" for b in suite.benchmarks),

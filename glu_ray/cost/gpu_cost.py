@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import yaml
 
 from glu_ray.errors import GluRayError
-from glu_ray.workloads import GenMode, Workload, WorkloadTable, load_workloads
+from glu_ray.cost.workloads import GenMode, Workload, WorkloadTable, load_workloads
 
 BYTES_PER_PARAM = 2  # bf16 weights on GPU
 
@@ -34,7 +34,7 @@ class GpuSpec:
 
 @lru_cache(maxsize=1)
 def _cost_data() -> dict:
-    return yaml.safe_load(resources.files("glu_ray").joinpath("gpu_costs.yaml").read_text())
+    return yaml.safe_load(resources.files("glu_ray.cost").joinpath("gpu_costs.yaml").read_text())
 
 
 def gpu_spec(device_name: str) -> GpuSpec | None:
@@ -64,7 +64,7 @@ class CostProfile:
     decode_gain: Mapping[float, float]  # ... and decode
     # task -> ((params, measured / analytic seconds), ...) from real GPU runs
     calibration: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
-    source: str = "analytic assumptions (glu_ray/gpu_costs.yaml), not measured"
+    source: str = "analytic assumptions (glu_ray/cost/gpu_costs.yaml), not measured"
 
     @classmethod
     def default(cls, gpu: str | None = None) -> "CostProfile":
@@ -245,7 +245,7 @@ class Estimate:
         shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(self.benchmark_shares().items())[:6])
         lines.append(f"  where the time goes: {shares}")
         if missing := sorted({n for t in self.trials for n in t.unprofiled}):
-            lines.append(f"  not counted (no workload profile in glu_ray/workloads.yaml): {', '.join(missing)}")
+            lines.append(f"  not counted (no workload profile in glu_ray/cost/workloads.yaml): {', '.join(missing)}")
         return "\n".join(lines)
 
 

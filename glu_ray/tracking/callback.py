@@ -11,9 +11,9 @@ import logging
 
 from ray.tune import Callback
 
-from glu_ray.config import TrialConfig
-from glu_ray.ledger import Event, Ledger
-from glu_ray.tracking import IDENTITY, Tracker, metrics_of
+from glu_ray.sweep.config import TrialConfig
+from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.tracking.runs import IDENTITY, Tracker, metrics_of
 
 log = logging.getLogger("glu_ray")
 

@@ -97,7 +97,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, steps: int = 250, **
 
 def tiny_preset_models(storage: Path) -> tuple:
     """The `--preset tiny` models: two small Llamas of different shapes, trained once and cached."""
-    from glu_ray.grid import ModelSpec
+    from glu_ray.sweep.grid import ModelSpec
 
     root = tiny_models_root(storage)
     shapes = {"tiny-llama-a": dict(hidden=64, intermediate=256, layers=2), "tiny-llama-b": dict(hidden=64, intermediate=192, layers=2)}

@@ -2,7 +2,7 @@
 
 One ``lm_eval.simple_evaluate`` call per distinct few-shot setting, on
 ``HFLM(pretrained=model, tokenizer=tok, max_length=...)``: the caller's model object is scored as is,
-never reloaded or copied, and never deleted. Metric names are flattened through glu_ray.names.
+never reloaded or copied, and never deleted. Metric names are flattened through glu_ray.vocab.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Iterable
 import torch
 
 from glu_ray.errors import GluRayError
-from glu_ray.names import metric_key, split_lm_eval_key
-from glu_ray.suites import Benchmark, Suite
+from glu_ray.vocab import metric_key, split_lm_eval_key
+from glu_ray.evaluation.suites import Benchmark, Suite
 
 log = logging.getLogger(__name__)
 

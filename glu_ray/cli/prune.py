@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from glu_ray.errors import GluRayError
-from glu_ray.importance import METRICS, get_metric
-from glu_ray.model import check_glu_config, load_model
-from glu_ray.prune import prune, rank, save_pruned
-from glu_ray.widths import TargetWidth, resolve_width
+from glu_ray.pruning.importance import METRICS, get_metric
+from glu_ray.models.loading import check_glu_config, load_model
+from glu_ray.pruning.prune import prune, rank, save_pruned
+from glu_ray.pruning.widths import TargetWidth, resolve_width
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

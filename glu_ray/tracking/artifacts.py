@@ -24,7 +24,7 @@ def start(folder: str | None, model, original_width: int) -> None:
     """A fresh folder (a retried trial must not log its failed attempt's files), model files."""
     if not folder:
         return
-    from glu_ray.model import glu_layers
+    from glu_ray.models.loading import glu_layers
 
     path = Path(folder)
     shutil.rmtree(path, ignore_errors=True)

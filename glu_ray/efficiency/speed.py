@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from glu_ray.model import glu_layers, param_count
+from glu_ray.models.loading import glu_layers, param_count
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from glu_ray.prune import Ranking, rank
+from glu_ray.pruning.prune import Ranking, rank
 
 
 # Bump when Ranking's saved fields change, so stale cache files are recomputed, never misread.

@@ -17,12 +17,12 @@ from typing import Callable
 
 import torch
 
-from glu_ray import trial_artifacts
-from glu_ray.config import TrialConfig
-from glu_ray.model import glu_layers, load_model, param_count
-from glu_ray.prune import prune
-from glu_ray.ranking_cache import cached_rank
-from glu_ray.widths import Width
+from glu_ray.tracking import artifacts as trial_artifacts
+from glu_ray.sweep.config import TrialConfig
+from glu_ray.models.loading import glu_layers, load_model, param_count
+from glu_ray.pruning.prune import prune
+from glu_ray.sweep.ranking_cache import cached_rank
+from glu_ray.pruning.widths import Width
 
 COMPLETED, STOPPED, FAILED = "completed", "stopped: catastrophic", "failed"
 PPL_KEY = "ppl/word_perplexity"
@@ -102,9 +102,9 @@ def run_trial(config: dict) -> None:
 def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None):
     """Yield (stage, metrics, status) after each stage; status 'running' until the last.
     ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded."""
-    from glu_ray.evaluate import run_suite
-    from glu_ray.perplexity import fast_perplexity
-    from glu_ray.suites import load_suite
+    from glu_ray.evaluation.harness import run_suite
+    from glu_ray.evaluation.perplexity import fast_perplexity
+    from glu_ray.evaluation.suites import load_suite
 
     suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
     max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
@@ -154,7 +154,7 @@ def _with_oom_retry(fn, batch_size: int):
 
 @lru_cache(maxsize=4)
 def _documents(source: str | None, max_docs: int | None) -> tuple[str, ...]:
-    from glu_ray.perplexity import load_documents
+    from glu_ray.evaluation.perplexity import load_documents
 
     docs = load_documents(source)
     return tuple(docs[:max_docs] if max_docs else docs)

@@ -1,4 +1,4 @@
-"""Benchmark suites as data: ``glu_ray/suites/*.yaml`` loaded into validated, frozen dataclasses.
+"""Benchmark suites as data: ``glu_ray/evaluation/suites/*.yaml`` loaded into validated, frozen dataclasses.
 
 A suite YAML holds ``name``, ``apply_chat_template``, ``max_length``, optional ``tasks_dir``
 (an lm-eval include path, relative to the YAML) and ``benchmarks``; ``extends: other`` starts from
@@ -15,7 +15,7 @@ from typing import Sequence
 import yaml
 
 from glu_ray.errors import GluRayError
-from glu_ray.names import metric_key
+from glu_ray.vocab import metric_key
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 SUITES = ("base", "instruct", "study", "tiny")

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from glu_ray.config import EvalSpec
+from glu_ray.sweep.config import EvalSpec
 from glu_ray.errors import GluRayError
-from glu_ray.grid import ModelSpec, SweepGrid
-from glu_ray.sweep import SweepOptions
-from glu_ray.widths import TargetWidth
+from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from glu_ray.sweep.driver import SweepOptions
+from glu_ray.pruning.widths import TargetWidth
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
         grid = grid_from_args(args, preset)
         opts = options_from_args(args, preset)
         if args.estimate:
-            from glu_ray.estimate import print_estimate
+            from glu_ray.cost.estimate import print_estimate
 
             return print_estimate(grid, opts)
         return _run(grid, opts)
@@ -157,8 +157,8 @@ def _first_line(err: BaseException) -> str:
 
 
 def _run(grid: SweepGrid, opts: SweepOptions) -> int:
-    from glu_ray.results import format_table, results_table, trial_status_counts
-    from glu_ray.sweep import run_sweep
+    from glu_ray.sweep.results import format_table, results_table, trial_status_counts
+    from glu_ray.sweep.driver import run_sweep
 
     result = run_sweep(grid, opts)
     table = results_table(result.trials, result.rows)

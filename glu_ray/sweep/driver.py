@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from glu_ray.config import TrialConfig
+from glu_ray.sweep.config import TrialConfig
 from glu_ray.errors import GluRayError
-from glu_ray.grid import SweepGrid, build_trials, gpu_fraction
-from glu_ray.ledger import Ledger
-from glu_ray.results import results_table
-from glu_ray.trainable import PPL_KEY
+from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
+from glu_ray.sweep.ledger import Ledger
+from glu_ray.sweep.results import results_table
+from glu_ray.sweep.trial import PPL_KEY
 
 log = logging.getLogger("glu_ray")
 
@@ -85,8 +85,8 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
 def _run_phase(phase, trials, ledger, tracker, opts, root) -> None:
     from ray import tune
 
-    from glu_ray.callback import TrackingCallback
-    from glu_ray.trainable import run_trial
+    from glu_ray.tracking.callback import TrackingCallback
+    from glu_ray.sweep.trial import run_trial
 
     done = ledger.finished()
     pending = [c for c in trials if c.key not in done]
@@ -151,7 +151,7 @@ def _init_ray(opts: SweepOptions) -> None:
 
 
 def _tracker(opts: SweepOptions, root: Path):
-    from glu_ray.tracking import Tracker, default_tracking_uri
+    from glu_ray.tracking.runs import Tracker, default_tracking_uri
 
     uri = opts.tracking_uri or default_tracking_uri(root)
     if uri.startswith(("http://", "https://")):
@@ -191,7 +191,7 @@ def _with_artifact_dir(cfg: TrialConfig, root: Path) -> TrialConfig:
     """The trial's own folder for its MLflow files, under storage (shared on a cluster)."""
     import hashlib
 
-    from glu_ray.names import safe
+    from glu_ray.vocab import safe
 
     # Readable, and unique: two models may share a short name.
     slug = safe(cfg.name).replace("/", "_") + "-" + hashlib.sha1(cfg.key.encode()).hexdigest()[:8]

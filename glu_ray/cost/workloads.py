@@ -119,6 +119,6 @@ def parse_workloads(data: Mapping) -> WorkloadTable:
 
 @lru_cache(maxsize=1)
 def load_workloads() -> WorkloadTable:
-    """The shipped table (glu_ray/workloads.yaml)."""
-    text = resources.files("glu_ray").joinpath("workloads.yaml").read_text()
+    """The shipped table (glu_ray/cost/workloads.yaml)."""
+    text = resources.files("glu_ray.cost").joinpath("workloads.yaml").read_text()
     return parse_workloads(yaml.safe_load(text))

@@ -1,1 +1,0 @@
-"""CLI subcommands; see glu_ray/cli.py."""

@@ -1,0 +1,1 @@
+"""Projected GPU cost of a grid: workload profiles, analytic cost model, --estimate."""

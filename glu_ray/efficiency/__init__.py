@@ -1,0 +1,1 @@
+"""What a pruned model saves: speed (and, later, memory and energy) measurements."""

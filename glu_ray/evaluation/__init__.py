@@ -1,0 +1,1 @@
+"""Evaluation: benchmark suites as data, lm-eval runs on in-memory models, fast perplexity."""

@@ -1,0 +1,1 @@
+"""The pruning core: importance metrics, target widths, rank once / prune many."""

@@ -1,0 +1,1 @@
+"""MLflow tracking from the Ray driver: runs, the Tune callback, trial artifacts."""
