@@ -47,6 +47,11 @@ STUDY_REPORTED = {
 }
 
 
+# A sweep's stage-0 fast WikiText-2 perplexity (glu_ray.evaluation.perplexity), logged by every
+# trial, stopped ones included: what early stopping reads, and a language-modelling point itself.
+STAGE0 = BenchMeta("ppl", "word_perplexity", "none", False, math.nan, "language modelling")
+
+
 def _from_suite(name: str) -> dict[str, BenchMeta] | None:
     try:
         suite = load_suite(name)

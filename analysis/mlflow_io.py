@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from analysis.benchmarks import benchmark_meta
+from analysis.benchmarks import STAGE0, benchmark_meta
 from analysis.tidy import BASELINE, COMPLETED, RunInfo, number, size_label, tidy_frame, tidy_rows
 from glu_ray.errors import GluRayError
 
@@ -51,8 +51,8 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
         info = _mlflow_info(params, status)
         # A trial stopped early keeps rows for the benchmarks it never reached (score NaN):
         # fragility reads them as a floor, not as missing data.
-        rows += tidy_rows(info, run.data.metrics, benchmark_meta(params.get("suite")),
-                      keep_missing=status.startswith("stopped"))
+        meta = {**benchmark_meta(params.get("suite")), STAGE0.name: STAGE0}
+        rows += tidy_rows(info, run.data.metrics, meta, keep_missing=status.startswith("stopped"))
     return tidy_frame(rows)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis import plots
 from analysis.findings import Analysis, analyse, delta_table
+from analysis.stop_audit import AUDIT_INTRO, audit_points, audit_summary
 from glu_ray.errors import GluRayError
 
 HIERARCHY_COLUMNS = ["model", "variant", "method", "rank", "tier", "benchmark", "capability",
@@ -40,7 +41,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _sections(a: Analysis, figures: dict[str, Path]) -> list[tuple[str, str | pd.DataFrame | Path]]:
+def _sections(a: Analysis, figures: dict[str, Path],
+              audit: tuple[pd.DataFrame, pd.DataFrame]) -> list[tuple[str, str | pd.DataFrame | Path]]:
     """(heading, content) in report order; content is prose, a table or a figure."""
     out: list[tuple[str, str | pd.DataFrame | Path]] = [("Capability fragility", INTRO)]
     out += [("Hypotheses", a.hypotheses),
@@ -55,6 +57,8 @@ def _sections(a: Analysis, figures: dict[str, Path]) -> list[tuple[str, str | pd
     else:
         out.append(("Base vs instruct", "No size and method was measured in both variants."))
     out.append(("Deltas from baseline (the study's table)", delta_table(a.retention)))
+    out += [("Early-stopping audit", AUDIT_INTRO), ("Early-stopping audit: thresholds", audit[1]),
+            ("Early-stopping audit: runs", audit[0])]
     return out
 
 
@@ -104,12 +108,16 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     pair = plots.base_vs_instruct(a.base_vs_instruct, out / "base_vs_instruct.png")
     if pair is not None:
         figures["base_vs_instruct"] = pair
-    sections = _sections(a, figures)
+    points = audit_points(df)
+    summary = audit_summary(points)
+    sections = _sections(a, figures, (points, summary))
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections))
     for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses"):
         getattr(a, name).to_csv(out / f"{name}.csv", index=False)
     delta_table(a.retention).to_csv(out / "deltas.csv", index=False)
+    points.to_csv(out / "stop_audit_runs.csv", index=False)
+    summary.to_csv(out / "stop_audit.csv", index=False)
     if mlflow_run_id is not None:
         from analysis.mlflow_io import log_report
 

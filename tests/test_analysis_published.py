@@ -96,3 +96,17 @@ def test_cli_writes_report_with_figures(tmp_path):
     assert "0.2689 (-13.6%)" in md and "![Retention heatmap](retention_heatmap.png)" in md
     assert (tmp_path / "retention_heatmap.png").stat().st_size > 10_000
     assert "<img src='retention_curves.png'" in (tmp_path / "report.html").read_text()
+
+
+def test_stop_audit_on_the_study_no_run_is_dead_and_3x_would_have_stopped_seven():
+    """The study's own numbers: every MAW run up to 27.9x its baseline WikiText perplexity keeps some
+    benchmark above chance, so the old `ppl > 3 x baseline` rule stopped informative runs."""
+    from analysis.stop_audit import audit_points, audit_summary, would_stop
+
+    points = audit_points(from_published(PUBLISHED))
+    assert len(points) == 12 and not points["dead"].any()
+    pooled = audit_summary(points).set_index("model").loc["all models"]
+    assert pooled["alive_max"] == pytest.approx(322.95 / 11.57, rel=1e-3)  # 1B at 60%: 27.9x
+    assert pooled["recommended"] != pooled["recommended"]  # NaN: no threshold supported by this data
+    wrong = would_stop(points, "baseline", 3.0)
+    assert len(wrong) == 7 and wrong["wrongly"].all()

@@ -23,6 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     # analysis pulls in pandas/matplotlib: imported here so other subcommands start fast.
     from analysis import from_lm_eval, from_mlflow, from_published, sweep_run_id, write_report
+    from analysis.stop_audit import audit_points, audit_summary, summary_text
 
     run_id = None
     if args.experiment:
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         df = from_lm_eval(args.lm_eval_results)
     path = write_report(df, args.out, mlflow_run_id=run_id, tracking_uri=args.tracking_uri)
+    points = audit_points(df)
+    print(summary_text(audit_summary(points), points))
     print(f"wrote {path} and {path.with_suffix('.html')}" + (f"; logged to run {run_id}" if run_id else ""))
     return 0
 
