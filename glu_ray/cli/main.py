@@ -13,7 +13,7 @@ import sys
 
 from glu_ray.errors import GluRayError
 
-COMMANDS = ("prune", "eval", "report", "ui")  # each names glu_ray/cli/<name>.py
+COMMANDS = ("fetch", "prune", "eval", "report", "ui")  # each names glu_ray/cli/<name>.py
 
 
 def build_parser() -> argparse.ArgumentParser:

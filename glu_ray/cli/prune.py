@@ -14,7 +14,7 @@ from glu_ray.pruning.widths import TargetWidth, resolve_width
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="width-prune a model's GLU MLPs and save it")
-    p.add_argument("--model", required=True, help="local model folder or hub id")
+    p.add_argument("--model", required=True, help="local model folder, hub id, or a fetched alias (glu-ray fetch)")
     p.add_argument("--metric", required=True, help=f"importance metric: {', '.join(sorted(METRICS))}")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--pruning-pct", type=float, help="percentage of MLP neurons to remove, e.g. 40")

@@ -48,7 +48,7 @@ def _names(text: str) -> tuple[str, ...]:
 def build_parser(presets: dict[str, Preset], description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)), help="declared grid to start from")
-    p.add_argument("--models", type=_names, help="comma-separated model folders or hub ids (replaces the preset's)")
+    p.add_argument("--models", type=_names, help="comma-separated model folders, hub ids or fetched aliases (smollm2) (replaces the preset's)")
     p.add_argument("--metrics", type=_names, help="comma-separated importance metrics, e.g. maw,vow,pon")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--ratios", type=_floats, help="expansion ratios, e.g. 3.6,2.4")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from glu_ray.errors import GluRayError
+from glu_ray.models.fetch import resolve_model_source
 
 GLU_PARTS = ("gate_proj", "up_proj", "down_proj")
 
@@ -70,11 +71,12 @@ def check_model_source(source: str) -> None:
 def check_glu_config(source: str, *, trust_remote_code: bool = False) -> "object":
     """Load only the config, build the model on the meta device, and check it is GLU.
 
-    Costs milliseconds and no weights, so sweeps validate every model up front.
-    Returns the transformers config.
+    Costs milliseconds and no weights, so sweeps validate every model up front. ``source`` may be a
+    fetched alias (``smollm2``: see glu_ray/models/fetch.py). Returns the transformers config.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    source = resolve_model_source(source)
     check_model_source(source)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -106,10 +108,11 @@ def load_model(
     """Load (model, tokenizer) from a local folder or a hub id, checked to be a GLU model.
 
     Weights load through safetensors when the checkpoint has them; ``trust_remote_code`` stays off
-    unless asked for.
+    unless asked for. A fetched alias (``smollm2``) loads its cached folder.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    source = resolve_model_source(source)
     check_glu_config(source, trust_remote_code=trust_remote_code)
     device = device or default_device()
     dtype = dtype or default_dtype(device)

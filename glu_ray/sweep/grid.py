@@ -14,6 +14,7 @@ import torch
 from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError
 from glu_ray.pruning.importance import get_metric
+from glu_ray.models.fetch import resolve_model_source
 from glu_ray.models.loading import check_glu_config, param_count
 from glu_ray.pruning.widths import TargetWidth, resolve_width
 
@@ -47,14 +48,19 @@ class ModelInfo:
 
 
 def inspect_model(spec: ModelSpec, trust_remote_code: bool = False, load_config=check_glu_config) -> ModelInfo:
-    """Sizes from the model's config (never its name); parameter count from a meta-device build."""
+    """Sizes from the model's config (never its name); parameter count from a meta-device build.
+
+    A fetched alias (``smollm2``) is resolved here, once: trials get the cached folder, and runs are
+    named after it (``SmolLM2-135M-Instruct``), not after the alias.
+    """
     from transformers import AutoModelForCausalLM
 
-    config = load_config(spec.source, trust_remote_code=trust_remote_code)
+    source = resolve_model_source(spec.source)
+    config = load_config(source, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    name = spec.source.rstrip("/").split("/")[-1]
-    return ModelInfo(spec.source, name, config.hidden_size, config.intermediate_size, param_count(skeleton))
+    name = source.rstrip("/").split("/")[-1]
+    return ModelInfo(source, name, config.hidden_size, config.intermediate_size, param_count(skeleton))
 
 
 def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[TrialConfig], list[TrialConfig]]:
@@ -91,7 +97,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None
     ev = replace(grid.eval, suite=spec.suite, ppl_text=_absolute(grid.eval.ppl_text),
                  tasks_dir=_absolute(grid.eval.tasks_dir))
     cfg = TrialConfig(
-        model=_absolute(spec.source),
+        model=_absolute(info.source),
         model_name=info.name,
         metric=metric,
         width=width,
