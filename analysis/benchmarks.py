@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from glu_ray.errors import GluRayError
 from glu_ray.vocab import metric_key
-from glu_ray.evaluation.suites import SUITES, load_suite
+from glu_ray.evaluation.suites import SUITES, load_suite, split_items
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class BenchMeta:
     chance: float  # NaN where no chance level exists (perplexities)
     capability: str
     task: str = ""  # lm-eval task name when it differs from ``name``
+    items: int | None = None  # items in the task's scored split, when known (split_sizes.yaml)
 
     @property
     def key(self) -> str:
@@ -37,6 +38,13 @@ class BenchMeta:
     @property
     def direction(self) -> str:
         return "higher" if self.higher_is_better else "lower"
+
+    def binomial_stderr(self, score: float) -> float:
+        """sqrt(p (1 - p) / n) for a higher-is-better score in [0, 1] over ``items`` items (an
+        upper bound for any mean of per-item scores in [0, 1]); NaN where that does not apply."""
+        if not self.items or not self.higher_is_better or not 0.0 <= score <= 1.0:
+            return math.nan
+        return math.sqrt(score * (1.0 - score) / self.items)
 
 
 # What the study's readme reports where the study suite scores something else: GSM8K with the
@@ -57,9 +65,11 @@ def _from_suite(name: str) -> dict[str, BenchMeta] | None:
         suite = load_suite(name)
     except GluRayError:  # a custom suite file that is gone: fall back to every known benchmark
         return None
+    items = split_items()
     return {
         b.name: BenchMeta(b.name, b.metric, b.filter, b.higher_is_better,
-                          math.nan if b.chance is None else float(b.chance), b.capability, b.task)
+                          math.nan if b.chance is None else float(b.chance), b.capability, b.task,
+                          items.get(b.task))
         for b in suite.benchmarks
     }
 

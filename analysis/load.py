@@ -1,93 +1,24 @@
-"""Results from files -> the tidy table (analysis.tidy): the reference study's published tables
-and folders of lm-eval ``--output_path`` JSON. MLflow sweeps are read by analysis.mlflow_io."""
+"""Results from files -> the tidy table (analysis.tidy): folders of lm-eval ``--output_path`` JSON.
+The study's published tables are read by analysis.published, MLflow sweeps by analysis.mlflow_io."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.benchmarks import benchmark_meta, published_meta
+from analysis.benchmarks import benchmark_meta
 from analysis.mlflow_io import from_mlflow
+from analysis.published import from_published
 from analysis.tidy import BASELINE, RunInfo, number, size_label, tidy_frame, tidy_rows
 from glu_ray.errors import GluRayError
 from glu_ray.vocab import metric_key, split_lm_eval_key
 
 __all__ = ["from_lm_eval", "from_mlflow", "from_published"]
-
-
-# ---------------------------------------------------------------- published study tables
-
-# The study's short column names; lm-eval keys ("acc_norm,none") go through split_lm_eval_key.
-_PUBLISHED_ALIASES = {"accuracy": "acc"}
-
-
-def _published_values(task: str, cells: Mapping[str, object]) -> dict[str, float]:
-    values = {}
-    for column, raw in cells.items():
-        metric, filter_name = split_lm_eval_key(column)
-        metric = _PUBLISHED_ALIASES.get(metric, metric)
-        value = number(raw)
-        # The study wrote 0.0 for perplexities it did not measure (lambada's word_perplexity);
-        # a real perplexity is >= 1, so a non-positive one is a blank, not a measurement.
-        if "perplexity" in metric and value <= 0:
-            value = math.nan
-        if not math.isnan(value):
-            values.setdefault(metric_key(task, metric, filter_name), value)
-    return values
-
-
-def _published_csv(path: Path) -> dict[str, dict[str, dict]]:
-    """model name -> task -> {column: value} from one of the study's CSVs."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    skip = {"model", "pruning_pct", "is_star", "task"}
-    out: dict[str, dict[str, dict]] = {}
-    for rec in table.to_dict("records"):
-        out.setdefault(rec["model"], {})[rec["task"]] = {k: v for k, v in rec.items() if k not in skip}
-    return out
-
-
-def from_published(folder: str | Path) -> pd.DataFrame:
-    """The study's ``*_complete_results_latest.json`` (run metadata: expansion ratio, pruning %)
-    with the values of the sibling ``*_results_latest.csv`` when present, else the JSON's own."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise GluRayError(f"published results folder not found: {folder}")
-    files = sorted(folder.glob("*_complete_results*.json"))
-    if not files:
-        raise GluRayError(f"no *_complete_results*.json in {folder}")
-    meta = published_meta()
-    rows = []
-    for path in files:
-        doc = json.loads(path.read_text())
-        family = doc["experiment_metadata"]["model_family"]
-        method = doc["experiment_metadata"]["pruning_method"].split()[0].lower()  # "MAW (...)" -> maw
-        csv = path.with_name(path.name.replace("_complete_results", "_results").replace(".json", ".csv"))
-        tables = _published_csv(csv) if csv.is_file() else {}
-        for run in doc["models_evaluated"].values():
-            info = _published_info(family, method, run)
-            for task, cells in tables.get(run["name"], run["results"]).items():
-                rows += tidy_rows(info, _published_values(task, cells), {task: meta[task]} if task in meta else {})
-    return tidy_frame(rows)
-
-
-def _published_info(family: str, method: str, run: Mapping) -> RunInfo:
-    pct = float(run["pruning_pct"])
-    size = re.search(r"(\d+(?:\.\d+)?[BMK])\b", family)  # the study's own label: Llama-3.2-1B -> 1B
-    return RunInfo(
-        model=family,
-        size=size.group(1) if size else family,
-        variant="instruct" if "instruct" in family.lower() else "base",
-        method=BASELINE if pct == 0 else method,
-        expansion_ratio=float(run["expansion_rate"]),
-        pruning_pct=pct,
-        width=math.nan,
-    )
 
 
 # ---------------------------------------------------------------- lm-eval output files

@@ -23,9 +23,11 @@ CAPABILITY_COLUMNS = ["model", "variant", "method", "rank", "tier", "capability"
 INTRO = """Retention: 1 = the unpruned model, 0 = chance (accuracies: (score - chance) / (baseline - chance),
 or score / baseline when the baseline sits within 0.02 or two stderrs of chance; perplexities:
 ln(baseline) / ln(score), the ratio of cross-entropies). Fragility = 1 - mean retention over the
-expansion ratios measured (area under the curve / range), 95% bootstrap interval from the reported
-stderrs (benchmarks without stderrs get a zero-width interval). Break = the widest ratio with
-retention below 0.5. Benchmarks share a tier when their interval overlaps the tier head's."""
+expansion ratios measured (area under the curve / range), 95% bootstrap interval from the stderrs
+(where a source reported none, an accuracy over a known number of items gets the binomial
+sqrt(p(1-p)/n), marked "binomial" under Standard errors; others get a zero-width interval). Break =
+the widest ratio with retention below 0.5. Benchmarks share a tier when their interval overlaps the
+tier head's."""
 
 
 def _fmt(value) -> str:
@@ -41,11 +43,24 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _sections(a: Analysis, figures: dict[str, Path],
-              audit: tuple[pd.DataFrame, pd.DataFrame]) -> list[tuple[str, str | pd.DataFrame | Path]]:
-    """(heading, content) in report order; content is prose, a table or a figure."""
-    out: list[tuple[str, str | pd.DataFrame | Path]] = [("Capability fragility", INTRO)]
-    out += [("Hypotheses", a.hypotheses),
+def stderr_sources(df: pd.DataFrame) -> pd.DataFrame:
+    """Where each benchmark's stderrs come from: reported by the source, binomial, or none."""
+    given = df["stderr_source"] if "stderr_source" in df else pd.Series(None, index=df.index, dtype=object)
+    source = given.fillna(df["stderr"].notna().map({True: "reported", False: "none"}))
+    return df.assign(stderr=source).groupby(["benchmark", "stderr"]).size().rename("rows").reset_index()
+
+
+Content = str | pd.DataFrame | Path | tuple  # prose, a table, a figure, a list of lines
+
+
+def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, pd.DataFrame],
+              df: pd.DataFrame, notes: tuple[str, ...]) -> list[tuple[str, Content]]:
+    """(heading, content) in report order."""
+    out: list[tuple[str, Content]] = [("Capability fragility", INTRO)]
+    if notes:
+        out.append(("Input notes (values corrected, derived or skipped while loading)", tuple(notes)))
+    out += [("Standard errors", stderr_sources(df)),
+            ("Hypotheses", a.hypotheses),
             ("Hierarchy by capability (most fragile first)", a.capabilities[CAPABILITY_COLUMNS]),
             ("Hierarchy by benchmark (most fragile first)", a.hierarchy[HIERARCHY_COLUMNS]),
             ("Retention heatmap", figures["heatmap"]),
@@ -70,6 +85,8 @@ def _markdown(sections) -> str:
             parts.append(markdown_table(content))
         elif isinstance(content, Path):
             parts.append(f"![{heading}]({content.name})")
+        elif isinstance(content, tuple):
+            parts.append("\n".join(f"- {line}" for line in content))
         else:
             parts.append(content)
     return "\n\n".join(parts) + "\n"
@@ -86,16 +103,19 @@ def _html(sections) -> str:
             parts.append(content.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}"))
         elif isinstance(content, Path):
             parts.append(f"<img src='{html.escape(content.name)}' alt='{html.escape(heading)}'>")
+        elif isinstance(content, tuple):
+            parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in content) + "</ul>")
         else:
             parts.append(f"<p>{html.escape(content)}</p>")
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | None = None,
-                 tracking_uri: str | None = None, n_boot: int = 1000, seed: int = 0) -> Path:
+                 tracking_uri: str | None = None, n_boot: int = 1000, seed: int = 0,
+                 notes: tuple[str, ...] = ()) -> Path:
     """Analyse the tidy table ``df`` (analysis.load / analysis.mlflow_io), write report.md,
     report.html, figures and CSVs to ``out_dir``, log the folder to ``mlflow_run_id`` when given;
-    return the path of report.md."""
+    return the path of report.md. ``notes``: what the loader corrected (analysis.published)."""
     if df.empty or not (df["method"] == "baseline").any():
         raise GluRayError("no results with an unpruned baseline to compare against")
     a = analyse(df, n_boot=n_boot, seed=seed)
@@ -110,7 +130,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
         figures["base_vs_instruct"] = pair
     points = audit_points(df)
     summary = audit_summary(points)
-    sections = _sections(a, figures, (points, summary))
+    sections = _sections(a, figures, (points, summary), df, tuple(notes))
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections))
     for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses"):

@@ -19,6 +19,7 @@ from analysis.benchmarks import BenchMeta
 COLUMNS = (
     "model", "size", "variant", "method", "expansion_ratio", "pruning_pct", "width",
     "benchmark", "capability", "score", "stderr", "direction", "chance", "status", "score_name",
+    "stderr_source",
 )
 BASELINE = "baseline"
 COMPLETED = "completed"
@@ -39,20 +40,26 @@ class RunInfo:
 
 
 def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],
-          *, keep_missing: bool = False) -> list[dict]:
+          *, keep_missing: bool = False, binomial: bool = False) -> list[dict]:
     """Tidy rows for the benchmarks in ``meta`` that ``values`` scores (all of them if keep_missing:
-    a trial stopped early still says which benchmarks it never reached)."""
+    a trial stopped early still says which benchmarks it never reached). ``binomial``: a missing
+    stderr of an accuracy over a known number of items becomes the binomial one, marked as such."""
     rows = []
     for bench in meta.values():
         score = number(values.get(bench.key))
         if math.isnan(score) and not keep_missing:
             continue
+        stderr, source = number(values.get(bench.stderr_key)), "reported"
+        if math.isnan(stderr):
+            stderr = bench.binomial_stderr(score) if binomial else math.nan
+            source = "none" if math.isnan(stderr) else f"binomial (n={bench.items})"
         rows.append({
             **asdict(info),
             "benchmark": bench.name,
             "capability": bench.capability,
             "score": score,
-            "stderr": number(values.get(bench.stderr_key)),
+            "stderr": stderr,
+            "stderr_source": source,
             "direction": bench.direction,
             "chance": bench.chance,
             "score_name": bench.key.partition("/")[2],

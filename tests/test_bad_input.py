@@ -33,6 +33,11 @@ def inputs(tmp_path_factory, tiny_model_dir):
                                                             "n_head": 2, "vocab_size": 64}))
     (root / "pub").mkdir()
     (root / "pub" / "x_complete_results_latest.json").write_text('{"truncated": ')
+    (root / "pub-no-runs").mkdir()
+    (root / "pub-no-runs" / "x_complete_results_latest.json").write_text('{"experiment_metadata": {}}')
+    (root / "pub-no-ratio").mkdir()  # a model with no config snapshot and no stated ratio anywhere
+    (root / "pub-no-ratio" / "x_complete_results_latest.json").write_text(json.dumps({"models_evaluated": {
+        "baseline": {"name": "Mystery-1B", "pruning_pct": 0, "expansion_rate": None, "results": {"mmlu": {"accuracy": 0.5}}}}}))
     (root / "a_file").write_text("not a folder")
     return {"root": root, "model": str(tiny_model_dir), "out": str(root / "out"), "port": free_port()}
 
@@ -79,6 +84,8 @@ CASES = {
     "report/bad tracking uri": ("glu-ray", ["report", "--experiment", "x", "--tracking-uri", "nope://where", "--out", "{out}"], "nope://where"),
     "report/published missing": ("glu-ray", ["report", "--published", "{root}/nope", "--out", "{out}"], "not found"),
     "report/published corrupt json": ("glu-ray", ["report", "--published", "{root}/pub", "--out", "{out}"], "x_complete_results_latest.json"),
+    "report/published without runs": ("glu-ray", ["report", "--published", "{root}/pub-no-runs", "--out", "{out}"], "no runs in `models_evaluated`"),
+    "report/published ratio unknowable": ("glu-ray", ["report", "--published", "{root}/pub-no-ratio", "--out", "{out}"], "cannot place Mystery-1B"),
     "report/lm-eval folder empty": ("glu-ray", ["report", "--lm-eval-results", "{root}/empty", "--out", "{out}"], "no usable"),
     "report/two sources": ("glu-ray", ["report", "--experiment", "x", "--published", "{root}/pub", "--out", "{out}"], ARGPARSE),
     # glu-ray fetch (the corrupt wheel and the unreachable index are in test_fetch.py)

@@ -111,6 +111,14 @@ def test_unknown_metric_lists_the_valid_ones():
         get_metric("magnitude")
 
 
+def test_aliases_resolve_to_the_registered_metric(tiny_llama):
+    from glu_ray.pruning.importance import canonical_metric
+
+    assert canonical_metric("PPM") == "maw" and canonical_metric(" Vow ") == "vow" and canonical_metric("new") == "new"
+    assert get_metric("ppm") is METRICS["maw"]
+    assert rank(tiny_llama, "PPM").metric == "maw"  # one name downstream: caches, runs, reports
+
+
 # ---------------------------------------------------------------- widths
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 from glu_ray.errors import GluRayError
@@ -22,10 +22,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     # analysis pulls in pandas/matplotlib: imported here so other subcommands start fast.
-    from analysis import from_lm_eval, from_mlflow, from_published, sweep_run_id, write_report
+    from analysis import from_lm_eval, from_mlflow, read_published, sweep_run_id, write_report
     from analysis.stop_audit import audit_points, audit_summary, summary_text
 
-    run_id = None
+    run_id, notes = None, ()
     if args.experiment:
         _check_store(args.tracking_uri)
         try:
@@ -37,11 +37,13 @@ def run(args: argparse.Namespace) -> int:
             raise GluRayError(f"cannot read MLflow experiment {args.experiment!r} at {args.tracking_uri or 'the default store'}: "
                               f"{_first_line(err)}") from None
     elif args.published:
-        _check_json(Path(args.published).glob("*_complete_results*.json"))
-        df = from_published(args.published)
+        published = read_published(args.published)
+        df, notes = published.frame, published.notes
+        for note in notes:
+            print(f"glu-ray report: warning: {note}", file=sys.stderr)
     else:
         df = from_lm_eval(args.lm_eval_results)
-    path = write_report(df, args.out, mlflow_run_id=run_id, tracking_uri=args.tracking_uri)
+    path = write_report(df, args.out, mlflow_run_id=run_id, tracking_uri=args.tracking_uri, notes=notes)
     points = audit_points(df)
     print(summary_text(audit_summary(points), points))
     print(f"wrote {path} and {path.with_suffix('.html')}" + (f"; logged to run {run_id}" if run_id else ""))
@@ -52,14 +54,6 @@ def _check_store(uri: str | None) -> None:
     """A SQLite store must exist: MLflow would silently create an empty one at a mistyped path."""
     if uri and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().is_file():
         raise GluRayError(f"no MLflow store at {uri[len('sqlite:///'):]} (check --tracking-uri)")
-
-
-def _check_json(paths) -> None:
-    for path in paths:
-        try:
-            json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise GluRayError(f"{path} is not valid JSON: {_first_line(err)}") from None
 
 
 def _first_line(err: BaseException) -> str:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
 from glu_ray.models.loading import check_glu_config
-
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "models" / "configs"
+from glu_ray.models.snapshots import snapshot_path
 
 
 def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
@@ -16,8 +13,8 @@ def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
     try:
         return check_glu_config(source, trust_remote_code=trust_remote_code)
     except GluRayError:
-        snapshot = SNAPSHOTS / f"{source.replace('/', '__')}.json"
-        if not snapshot.is_file():
+        snapshot = snapshot_path(source) if "/" in source else None
+        if snapshot is None:
             raise
         from transformers import AutoConfig
 

@@ -8,6 +8,7 @@ any model loads, so a typo costs milliseconds rather than a GPU hour.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,7 @@ from glu_ray.errors import GluRayError
 from glu_ray.vocab import metric_key
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
+SPLIT_SIZES = Path(__file__).resolve().parent / "split_sizes.yaml"
 SUITES = ("base", "instruct", "study", "tiny")
 STAGES = ("cheap", "full")
 CAPABILITIES = (
@@ -220,3 +222,9 @@ def _user_benchmark(cfg: dict) -> Benchmark:
         chance=None, capability="custom", stage="full",
         filter=filters[0].get("name", "none") if filters else "none",
     )
+
+
+@functools.lru_cache(maxsize=1)
+def split_items() -> dict[str, int]:
+    """lm-eval task -> number of items in the split it scores (split_sizes.yaml)."""
+    return {task: int(entry["items"]) for task, entry in yaml.safe_load(SPLIT_SIZES.read_text()).items()}

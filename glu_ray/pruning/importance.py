@@ -36,10 +36,11 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {}
+ALIASES: dict[str, str] = {}  # other names a metric goes by (the study's later files say "PPM" for MAW)
 
 
-def metric(name: str, *, native: bool = False) -> Callable[[ScoreFn], ScoreFn]:
-    """Register ``fn(gate, up, *, seed) -> scores`` under ``name``.
+def metric(name: str, *, native: bool = False, aliases: tuple[str, ...] = ()) -> Callable[[ScoreFn], ScoreFn]:
+    """Register ``fn(gate, up, *, seed) -> scores`` under ``name`` (and ``aliases``).
 
     ``native=True`` promises the function handles bf16/fp16/fp32 weights itself and still returns
     fp32 scores; otherwise it is called with fp32 copies.
@@ -47,14 +48,21 @@ def metric(name: str, *, native: bool = False) -> Callable[[ScoreFn], ScoreFn]:
 
     def register(fn: ScoreFn) -> ScoreFn:
         METRICS[name] = Metric(name, fn, (fn.__doc__ or "").strip(), native)
+        ALIASES.update({alias: name for alias in aliases})
         return fn
 
     return register
 
 
+def canonical_metric(name: str) -> str:
+    """A metric's registered name for any of its names (``PPM`` -> ``maw``); unknown names lowered."""
+    lowered = name.strip().lower()
+    return ALIASES.get(lowered, lowered)
+
+
 def get_metric(name: str) -> Metric:
     try:
-        return METRICS[name.lower()]
+        return METRICS[canonical_metric(name)]
     except KeyError:
         raise GluRayError(f"unknown importance metric {name!r}; valid: {', '.join(sorted(METRICS))}") from None
 
@@ -136,7 +144,7 @@ def _norm(w: torch.Tensor, ord: float) -> torch.Tensor:
     return _rowwise(w, lambda block: torch.linalg.vector_norm(block, ord=ord, dim=1))
 
 
-@metric("maw", native=True)
+@metric("maw", native=True, aliases=("ppm",))
 def maw(gate: torch.Tensor, up: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     """Maximum Absolute Weight (PPM): (max G_i + |min G_i|) + (max U_i + |min U_i|)."""
     return _range(gate) + _range(up)

@@ -77,7 +77,7 @@ class PruneReport:
 @torch.no_grad()
 def rank(model: nn.Module, metric: str, *, seed: int = 0) -> Ranking:
     """Score every neuron of every GLU layer with ``metric`` and sort, most important first."""
-    get_metric(metric)  # fail on an unknown name before touching weights
+    metric = get_metric(metric).name  # fail on an unknown name before touching weights; aliases resolved
     start = time.perf_counter()
     order, all_scores = [], []
     for t in glu_layers(model):
@@ -85,7 +85,7 @@ def rank(model: nn.Module, metric: str, *, seed: int = 0) -> Ranking:
         scores = score_layer(metric, t.gate.weight, t.up.weight, seed=seed * 1_000_003 + t.index).cpu()  # [I]
         all_scores.append(scores)
         order.append(torch.argsort(scores, descending=True, stable=True))
-    return Ranking(metric.lower(), seed, tuple(order), time.perf_counter() - start, tuple(all_scores))
+    return Ranking(metric, seed, tuple(order), time.perf_counter() - start, tuple(all_scores))
 
 
 @torch.no_grad()
