@@ -31,7 +31,7 @@ PLAN = {10: None, 25: "raise", 40: "oom", 50: "nan", 60: "task_error"}
 
 def broken_task_dir(root: Path) -> Path:
     """A valid lm-eval task folder whose data file is missing: it indexes and parses, then fails in lm-eval."""
-    tiny = Path(__file__).resolve().parents[1] / "glu_ray" / "tasks" / "tiny"
+    tiny = Path(__file__).resolve().parents[1] / "glu_ray" / "evaluation" / "tasks" / "tiny"
     out = root / "broken-tasks"
     out.mkdir(parents=True)
     shutil.copy(tiny / "utils.py", out / "utils.py")
