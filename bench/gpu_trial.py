@@ -5,7 +5,9 @@ downloaded anywhere), prunes them with glu_ray, and drives lm-eval's real HFLM r
 synthetic requests shaped like each benchmark (glu_ray/cost/workloads.yaml). Three sections:
   trial    per benchmark: seconds, tokens/s, fraction of the GPU's dense bf16 peak
   packing  k trials at 1/k GPU through Ray vs one at a time: throughput ratio, peak memory
-  speed    per pruning level: params, peak memory, prefill/decode tokens/s vs the unpruned model
+  speed    per pruning level: the sweep's efficiency stage (glu_ray.efficiency.measure): params,
+           weight bytes, peak memory, energy (NVML), prefill/decode tokens/s at batch 1 and 8 with
+           forced-length generation, vs the unpruned model (no answer lengths: random weights)
 then the projected GPU-hours of the study grid (glu_ray.cost.gpu_cost), calibrated by this run on a GPU.
 
     python bench/gpu_trial.py --dry-run                 # CPU, tiny shapes, < 1 minute
@@ -31,7 +33,8 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 import torch  # noqa: E402
 
 from glu_ray import TargetWidth, prune, rank, resolve_width  # noqa: E402
-from glu_ray.efficiency.speed import measure_speed  # noqa: E402
+from glu_ray.efficiency.measure import measure_efficiency  # noqa: E402
+from glu_ray.efficiency.spec import EfficiencySpec  # noqa: E402
 from glu_ray.cost.workloads import load_workloads  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -147,27 +150,32 @@ def section_packing(name: str, s: Setup) -> dict:
 
 
 def section_speed(name: str, s: Setup) -> list[dict]:
+    """The trial's efficiency stage at every pruning level (answer lengths need trained weights: off)."""
     a = s.args
     base = build_model(llama_config(s.shapes[name]), s.device)
     ranking = rank(base, "maw")
-    vocab = base.config.vocab_size
-    print(f"\n[speed] {name}: batch {a.speed_batch}, prompt {a.prompt_len}, {a.gen_len} decode steps")
-    print(f"  {'ratio':>7}{'width':>7}{'params':>15}{'weights MB':>11}{'peak MB':>10}{'prefill tok/s':>15}"
-          f"{'decode tok/s':>14}{'vs base':>17}")
-    rows, ref = [], None
+    spec = EfficiencySpec(prompt_len=a.prompt_len, gen_len=a.gen_len, batches=a.speed_batches, repeats=a.repeats,
+                          answer_max_new_tokens=0)
+    print(f"\n[speed] {name}: batches {a.speed_batches}, prompt {a.prompt_len}, {a.gen_len} generated tokens "
+          f"(forced), {a.repeats} repeats; medians")
+    print(f"  {'ratio':>7}{'width':>7}{'params':>15}{'weights MB':>11}{'batch':>6}{'peak MB':>10}{'prefill tok/s':>15}"
+          f"{'decode tok/s':>14}{'J/token':>10}{'vs base':>17}")
+    rows, ref = [], {}
     for pct in (0, *PRUNING_PCTS):
         model = copy.deepcopy(base)
         w = prune(model, ranking, resolve_width(TargetWidth(pruning_pct=pct), model.config.intermediate_size,
                                                 model.config.hidden_size))
-        r = measure_speed(model, vocab, prompt_len=a.prompt_len, gen_len=a.gen_len, batch=a.speed_batch,
-                          repeats=a.repeats)
-        ref = ref or r
-        peak = "n/a" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}"
-        rel = f"x{r.prefill_tok_s / ref.prefill_tok_s:.2f} / x{r.decode_tok_s / ref.decode_tok_s:.2f}"
-        print(f"  {w.expansion_ratio:>6.2f}x{w.width:>7}{r.params_total:>15,}{r.weights_mb:>11,.1f}{peak:>10}"
-              f"{r.prefill_tok_s:>15,.0f}{r.decode_tok_s:>14,.0f}{rel:>17}")
+        r = measure_efficiency(model, None, spec)
+        for t in r.throughput:
+            ref.setdefault(t.batch, t)
+            peak = "n/a" if t.memory.peak_mb is None else f"{t.memory.peak_mb:.0f}"
+            joules = "n/a" if t.energy_j_per_tok is None else f"{t.energy_j_per_tok:.3g}"
+            pre, dec = t.prefill_tok_s.median, t.decode_tok_s.median
+            rel = f"x{pre / ref[t.batch].prefill_tok_s.median:.2f} / x{dec / ref[t.batch].decode_tok_s.median:.2f}"
+            print(f"  {w.expansion_ratio:>6.2f}x{w.width:>7}{r.params:>15,}{r.weight_bytes / 2**20:>11,.1f}{t.batch:>6}"
+                  f"{peak:>10}{pre:>15,.0f}{dec:>14,.0f}{joules:>10}{rel:>17}")
         rows.append({"model": name, "pruning_pct": pct, "expansion_ratio": w.expansion_ratio, "width": w.width,
-                     **r.to_dict()})
+                     "params_total": r.params, "metrics": r.metrics(), **r.to_dict()})
         del model
     return rows
 
@@ -237,12 +245,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     dry = a.dry_run
     defaults = dict(scale=0.002 if dry else 0.02, batch_size=8 if dry else 32, max_length=128 if dry else 2048,
-                    prompt_len=32 if dry else 512, gen_len=8 if dry else 64, speed_batch=2 if dry else 8,
-                    repeats=2, max_gen=16 if dry else None)
+                    prompt_len=32 if dry else 512, gen_len=8 if dry else 64,
+                    repeats=2 if dry else 5, max_gen=16 if dry else None)
     for k, v in defaults.items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)
     a.pack_scale = a.pack_scale or a.scale / 2
+    a.speed_batches = (1, 2) if dry else (1, 8)
     return a
 
 

@@ -42,3 +42,23 @@ def trial_name(model_name: str, metric: str | None, ratio: float | None) -> str:
     if metric is None or ratio is None:
         return f"{short}/baseline"
     return f"{short}/{metric}/{ratio_label(ratio)}"
+
+
+# -- efficiency stage (glu_ray/efficiency): ``eff/<quantity>``, per batch ``eff/b8/<quantity>`` ----
+PARAMS_TOTAL, PARAMS_MLP, WEIGHTS_MB = "params", "params_mlp", "weights_mb"
+PREFILL_TOK_S, DECODE_TOK_S = "prefill_tok_s", "decode_tok_s"
+PEAK_MEM_MB, PEAK_MEM_DELTA_MB = "peak_mem_mb", "peak_mem_delta_mb"
+ENERGY_J, ENERGY_J_PER_TOK = "energy_j", "energy_j_per_tok"  # absent, never 0, where no counter exists
+ANSWER_TOKENS, ANSWER_TOKENS_MEDIAN = "answer_tokens", "answer_tokens_median"  # mean / median until EOS
+ANSWER_CAPPED, ANSWER_LATENCY_S = "answer_capped_frac", "answer_latency_s"
+EFFICIENCY_SECONDS = "seconds"
+SPREAD = "_spread"  # suffix: (max - min) / median of the repeats
+
+
+def efficiency_key(quantity: str, batch: int | None = None) -> str:
+    """``eff/params``, ``eff/b1/decode_tok_s``, ``eff/b1/decode_tok_s_spread``."""
+    return safe(f"eff/{quantity}" if batch is None else f"eff/b{batch}/{quantity}")
+
+
+def is_efficiency_key(key: str) -> bool:
+    return key.startswith("eff/")

@@ -1,4 +1,5 @@
-"""The GPU measurement kit: synthetic lm-eval requests, measure_speed, and the whole CPU dry run."""
+"""The GPU measurement kit: synthetic lm-eval requests, and the whole CPU dry run (the efficiency stage
+itself is tested in test_efficiency.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tiny_llama
-from glu_ray import TargetWidth, prune, rank, resolve_width
-from glu_ray.vocab import safe
-from glu_ray.efficiency.speed import measure_speed
+from glu_ray import vocab as V
 from glu_ray.cost.workloads import load_workloads
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -52,22 +51,6 @@ def test_hflm_runs_each_request_type_on_a_tiny_model():
             assert r.loglik_requests == 2 * w.docs
 
 
-def test_measure_speed_reports_pruning_in_mlflow_safe_metrics():
-    model = make_tiny_llama(intermediate_size=80)
-    before = measure_speed(model, 128, prompt_len=8, gen_len=3, batch=2, repeats=1)
-    cfg = model.config
-    prune(model, rank(model, "maw"), resolve_width(TargetWidth(pruning_pct=50), cfg.intermediate_size, cfg.hidden_size))
-    after = measure_speed(model, 128, prompt_len=8, gen_len=3, batch=2, repeats=1)
-    assert after.params_total < before.params_total and after.params_mlp == before.params_mlp // 2
-    assert after.weights_mb < before.weights_mb
-    assert after.peak_mem_mb is None  # CPU: no allocator high-water mark to read
-    m = after.metrics()
-    assert {"speed/prefill_tok_s", "speed/decode_tok_s", "params/total"} <= set(m)
-    assert all(safe(k) == k and isinstance(v, float) and v > 0 for k, v in m.items())
-    with pytest.raises(ValueError):
-        measure_speed(model, 128, prompt_len=0)
-
-
 @pytest.mark.slow
 def test_dry_run_end_to_end(tmp_path):
     out = tmp_path / "dry.json"
@@ -88,6 +71,11 @@ def test_dry_run_end_to_end(tmp_path):
         assert [r["pruning_pct"] for r in rows] == [0, 10, 20, 30, 40, 50, 60]
         params = [r["params_total"] for r in rows]
         assert params == sorted(params, reverse=True) and len(set(params)) == 7
+        for r in rows:  # the sweep's efficiency stage, batches 1 and 2 in the dry run
+            assert [t["batch"] for t in r["throughput"]] == [1, 2]
+            assert r["metrics"][V.efficiency_key(V.DECODE_TOK_S, 2)] > 0
+            for t in r["throughput"]:  # energy: measured where RAPL is readable, else None (never 0)
+                assert t["gen_len"] == 8 and (t["energy"]["status"] == "unavailable") == (t["energy"]["joules"] is None)
     # The JSON the kit writes is what calibrates the cost model once it comes from a GPU.
     from glu_ray.cost.gpu_cost import CostProfile, calibrate
 

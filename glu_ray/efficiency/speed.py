@@ -1,127 +1,155 @@
-"""Inference speed of a (pruned) model: prefill and decode throughput, memory, parameters.
+"""Prefill and decode throughput of a (pruned) model, with generation forced to a fixed length.
 
-Why people prune: a narrower MLP means fewer FLOPs per token and less memory. A trial calls
-``measure_speed`` after pruning and logs ``SpeedResult.metrics()`` next to its accuracy, so the
-analysis can plot accuracy against speed. Inputs are random token ids, so any tokenizer (or just
-a vocabulary size) will do and results do not depend on text.
+Speed is measured apart from answer length: ``generate`` runs with ``min_new_tokens =
+max_new_tokens = gen_len`` (EOS is masked until then), so every run produces exactly ``gen_len``
+tokens per row whatever the model would have said (answers.py measures what it says). Prompts are
+random token ids of a fixed length, so results do not depend on text or tokenizer.
+
+One ``generate`` call gives both numbers: a logits processor notes the time of its first call,
+which is when the prefill forward (prompt -> first token's logits) has finished; the rest of the
+call is the ``gen_len - 1`` decode steps on the KV cache.
 """
 
 from __future__ import annotations
 
-import inspect
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from glu_ray.models.loading import glu_layers, param_count
+from glu_ray.efficiency.energy import EnergyReading, open_meter
+from glu_ray.efficiency.memory import MemoryReading, PeakMemory
 
 
 @dataclass(frozen=True)
-class SpeedResult:
+class Stat:
+    """Median of repeated runs, with their range."""
+
+    median: float
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Stat":
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: 0.1 = the runs spread over 10% of their median."""
+        return (self.hi - self.lo) / self.median if self.median else float("nan")
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One batch size: ``repeats`` timed forced-length generations after one warm-up."""
+
     batch: int
     prompt_len: int
-    gen_len: int
-    prefill_s: float  # median seconds of one prefill of [batch, prompt_len]
-    decode_s: float  # median seconds of gen_len single-token steps with the KV cache
-    params_total: int
-    params_mlp: int
-    weights_mb: float  # parameter bytes, exact on any device
-    peak_mem_mb: float | None  # torch.cuda.max_memory_allocated during the measurement; None on CPU
-    device: str
-    dtype: str
+    gen_len: int  # tokens generated per row, every run (checked)
+    prefill_tok_s: Stat  # batch * prompt_len / prefill seconds
+    decode_tok_s: Stat  # batch * (gen_len - 1) / decode seconds
+    memory: MemoryReading  # peak during the timed runs
+    energy: EnergyReading  # over the timed runs
 
     @property
-    def prefill_tok_s(self) -> float:
-        return self.batch * self.prompt_len / self.prefill_s
+    def generated_tokens(self) -> int:
+        return self.batch * self.gen_len * self.prefill_tok_s.n
 
     @property
-    def decode_tok_s(self) -> float:
-        return self.batch * self.gen_len / self.decode_s
-
-    def metrics(self) -> dict[str, float]:
-        """MLflow-safe metric keys (letters, digits, ``_ / .``), numbers only."""
-        out = {
-            "speed/prefill_tok_s": self.prefill_tok_s,
-            "speed/decode_tok_s": self.decode_tok_s,
-            "speed/prefill_s": self.prefill_s,
-            "speed/decode_s": self.decode_s,
-            "speed/weights_mb": self.weights_mb,
-            "params/total": float(self.params_total),
-            "params/mlp": float(self.params_mlp),
-        }
-        if self.peak_mem_mb is not None:
-            out["speed/peak_mem_mb"] = self.peak_mem_mb
-        return out
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"prefill_tok_s": self.prefill_tok_s, "decode_tok_s": self.decode_tok_s}
+    def energy_j_per_tok(self) -> float | None:
+        """Joules per generated token, its share of the prompt's prefill included; None if unmeasured."""
+        return self.energy.joules / self.generated_tokens if self.energy.joules is not None else None
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _vocab(tokenizer_or_vocab, model: nn.Module) -> int:
-    if isinstance(tokenizer_or_vocab, int):
-        return tokenizer_or_vocab
-    # Ids the tokenizer knows AND the embedding has rows for.
-    return min(len(tokenizer_or_vocab), model.get_input_embeddings().num_embeddings)
+class _FirstLogits(LogitsProcessor):
+    """Notes the time of the first call: the prefill forward has produced its logits."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.at = device, None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.at is None:
+            sync(self.device)
+            self.at = time.perf_counter()
+        return scores
 
 
-def _cache_name(model: nn.Module) -> str:
-    # transformers 5.x renamed past_key_values to cache (old name deprecated); 4.x knows only the old one.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+def eos_ids(model: nn.Module) -> list[int]:
+    """The ids that end an answer: the generation config's (chat models list several), else the model's."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if ids is None:
+        ids = getattr(model.config, "eos_token_id", None)
+    return [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+
+
+def greedy_config(max_new_tokens: int, model: nn.Module, *, forced: bool) -> GenerationConfig:
+    """Greedy decoding with nothing inherited from the checkpoint's sampling settings. ``forced``:
+    EOS is masked until ``max_new_tokens``, so every row gets exactly that many tokens."""
+    eos = eos_ids(model)
+    pad = getattr(model.config, "pad_token_id", None)
+    return GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if forced else 0,
+                            do_sample=False, eos_token_id=eos or None,
+                            pad_token_id=pad if pad is not None else (eos[0] if eos else 0))
 
 
 @torch.no_grad()
-def _prefill_and_decode(model: nn.Module, ids: torch.Tensor, gen_len: int) -> tuple[float, float]:
-    """One timed prefill of ids [B, T] and gen_len greedy decode steps on its KV cache."""
-    device, name = ids.device, _cache_name(model)
-    _sync(device)
-    t0 = time.perf_counter()
-    out = model(input_ids=ids, use_cache=True)
-    _sync(device)
-    t1 = time.perf_counter()
-    nxt = out.logits[:, -1:].argmax(-1)  # [B, 1]
-    for _ in range(gen_len):
-        out = model(input_ids=nxt, use_cache=True, **{name: getattr(out, name)})
-        nxt = out.logits[:, -1:].argmax(-1)
-    _sync(device)
-    return t1 - t0, time.perf_counter() - t1
+def forced_generate(model: nn.Module, ids: torch.Tensor, gen_len: int) -> tuple[torch.Tensor, float, float]:
+    """Greedy generation of exactly ``gen_len`` new tokens per row of ``ids`` [B, T]:
+    (new tokens [B, gen_len], prefill seconds, decode seconds)."""
+    if gen_len < 2:
+        raise ValueError("gen_len must be >= 2 (one token comes from the prefill, the rest are decode steps)")
+    clock = _FirstLogits(ids.device)
+    sync(ids.device)
+    start = time.perf_counter()
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                         generation_config=greedy_config(gen_len, model, forced=True),
+                         logits_processor=LogitsProcessorList([clock]))
+    sync(ids.device)
+    end = time.perf_counter()
+    new = out[:, ids.shape[1]:]
+    if new.shape[1] != gen_len:  # the invariant every speed figure rests on
+        raise RuntimeError(f"forced-length generation produced {new.shape[1]} tokens, not {gen_len}")
+    return new, clock.at - start, end - clock.at
 
 
-def measure_speed(model: nn.Module, tokenizer_or_vocab, *, prompt_len: int = 512, gen_len: int = 64,
-                  batch: int = 8, repeats: int = 3, seed: int = 0) -> SpeedResult:
-    """Median prefill and decode time over ``repeats`` runs after one warm-up run.
-
-    The model stays where it is (device, dtype); peak memory is measured on CUDA only, where the
-    allocator's high-water mark is reset first so earlier work does not count.
-    """
-    if min(prompt_len, gen_len, batch, repeats) < 1:
-        raise ValueError("prompt_len, gen_len, batch and repeats must be >= 1")
-    param = next(model.parameters())
-    device = param.device
+def random_prompts(model: nn.Module, batch: int, prompt_len: int, seed: int = 0) -> torch.Tensor:
+    """[batch, prompt_len] token ids drawn from the embedding's rows, on the model's device."""
+    vocab = model.get_input_embeddings().num_embeddings
     gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, _vocab(tokenizer_or_vocab, model), (batch, prompt_len), generator=gen).to(device)  # [B, T]
+    return torch.randint(0, vocab, (batch, prompt_len), generator=gen).to(next(model.parameters()).device)
+
+
+def measure_throughput(model: nn.Module, *, batch: int, prompt_len: int, gen_len: int, repeats: int,
+                       seed: int = 0) -> Throughput:
+    """Median prefill and decode tokens/s over ``repeats`` forced-length runs after one warm-up;
+    peak memory and energy over the timed runs. The model stays where it is (device, dtype)."""
+    if min(batch, prompt_len, repeats) < 1:
+        raise ValueError("batch, prompt_len and repeats must be >= 1")
+    ids = random_prompts(model, batch, prompt_len, seed)
+    device = ids.device
     was_training = model.training
     model.eval()
     try:
-        _prefill_and_decode(model, ids[:, : min(8, prompt_len)], 1)  # warm-up: kernels, allocator
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        runs = [_prefill_and_decode(model, ids, gen_len) for _ in range(repeats)]
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        forced_generate(model, ids, 2)  # warm-up: kernels, allocator, caches
+        meter = open_meter(device)
+        with PeakMemory(device) as peak:
+            start, t0 = meter.read(), time.perf_counter()
+            runs = [forced_generate(model, ids, gen_len)[1:] for _ in range(repeats)]
+            energy = meter.reading(start, time.perf_counter() - t0)
     finally:
         model.train(was_training)
-    mlp = sum(p.numel() for t in glu_layers(model) for p in t.mlp.parameters())
-    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    return SpeedResult(
+    return Throughput(
         batch=batch, prompt_len=prompt_len, gen_len=gen_len,
-        prefill_s=statistics.median(r[0] for r in runs), decode_s=statistics.median(r[1] for r in runs),
-        params_total=param_count(model), params_mlp=mlp, weights_mb=weights, peak_mem_mb=peak,
-        device=str(device), dtype=str(param.dtype).removeprefix("torch."),
+        prefill_tok_s=Stat.of([batch * prompt_len / p for p, _ in runs]),
+        decode_tok_s=Stat.of([batch * (gen_len - 1) / d for _, d in runs]),
+        memory=peak.reading, energy=energy,
     )

@@ -1,0 +1,35 @@
+"""What the optional efficiency stage measures (``--measure-efficiency``): sizes as typed data.
+
+Kept free of torch and transformers so the trial config (and the sweep driver that builds it)
+can carry it without importing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from glu_ray.errors import GluRayError
+
+
+@dataclass(frozen=True)
+class EfficiencySpec:
+    prompt_len: int = 128  # random-token prompt of the throughput runs
+    gen_len: int = 64  # tokens every throughput run generates (forced: EOS masked until then)
+    batches: tuple[int, ...] = (1, 8)
+    repeats: int = 5  # timed runs per batch, after one warm-up; medians and ranges are reported
+    answer_max_new_tokens: int = 256  # cap on the free-length answers (0: skip answer lengths)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prompt_len < 1 or self.repeats < 1:
+            raise GluRayError(f"efficiency prompt_len and repeats must be >= 1 (got {self.prompt_len}, {self.repeats})")
+        if self.gen_len < 2:
+            raise GluRayError(f"efficiency gen_len must be >= 2: one token comes from the prefill (got {self.gen_len})")
+        if not self.batches or min(self.batches) < 1:
+            raise GluRayError(f"efficiency batches must be sizes >= 1 (got {self.batches})")
+        if self.answer_max_new_tokens < 0:
+            raise GluRayError(f"answer_max_new_tokens must be >= 0 (got {self.answer_max_new_tokens})")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EfficiencySpec":
+        return cls(**{**d, "batches": tuple(d["batches"])})
