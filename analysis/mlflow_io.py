@@ -11,6 +11,9 @@ import pandas as pd
 from analysis.benchmarks import STAGE0, benchmark_meta
 from analysis.tidy import BASELINE, COMPLETED, RunInfo, number, size_label, tidy_frame, tidy_rows
 from glu_ray.errors import GluRayError
+from glu_ray.vocab import DECODE_TOK_S, ENERGY_J_PER_TOK, PARAMS_TOTAL, efficiency_key
+
+PARETO_BATCH = 1  # the study's throughput figure: one request at a time
 
 # ---------------------------------------------------------------- MLflow sweep experiments
 
@@ -48,7 +51,7 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
     rows = []
     for run in trials:
         params, status = run.data.params, run.data.tags.get("glu_ray.status", COMPLETED)
-        info = _mlflow_info(params, status)
+        info = _mlflow_info(params, status, run.data.metrics)
         # A trial stopped early keeps rows for the benchmarks it never reached (score NaN):
         # fragility reads them as a floor, not as missing data.
         meta = {**benchmark_meta(params.get("suite")), STAGE0.name: STAGE0}
@@ -56,7 +59,7 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
     return tidy_frame(rows)
 
 
-def _mlflow_info(params: Mapping[str, str], status: str) -> RunInfo:
+def _mlflow_info(params: Mapping[str, str], status: str, metrics: Mapping[str, float]) -> RunInfo:
     hidden, inter = number(params.get("hidden_size")), number(params.get("intermediate_size"))
     baseline = params.get("metric", "none") in ("none", "", BASELINE)
     ratio = number(params.get("expansion_ratio"))
@@ -69,6 +72,10 @@ def _mlflow_info(params: Mapping[str, str], status: str) -> RunInfo:
         pruning_pct=0.0 if baseline else number(params.get("pruning_pct")),
         width=inter if baseline else number(params.get("width")),
         status=status,
+        decode_tok_s=number(metrics.get(efficiency_key(DECODE_TOK_S, PARETO_BATCH))),
+        # Parameters are known without the efficiency stage too: the trial logs what it kept.
+        params=number(metrics.get(efficiency_key(PARAMS_TOTAL), params.get("params_kept"))),
+        energy_j_per_tok=number(metrics.get(efficiency_key(ENERGY_J_PER_TOK, PARETO_BATCH))),
     )
 
 

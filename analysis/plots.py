@@ -97,3 +97,36 @@ def base_vs_instruct(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_title("above the line: instruct is more fragile", fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def pareto(table: pd.DataFrame, path: Path) -> Path:
+    """Retention (mean over benchmarks, 95% interval) against each cost axis, one panel per axis;
+    each (model, variant, method) in its colour, its front joined by a line, the baseline a star."""
+    from analysis.pareto import AXES, GROUP
+
+    fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4.2), squeeze=False, layout="constrained")
+    groups = list(table.groupby(GROUP, sort=True))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, axis in zip(axes[0], AXES):
+        ax.set_xlabel(axis.label + (" →" if axis.higher_is_better else " ←  (less is better)"))
+        ax.axhline(1, color="grey", lw=0.8)
+        if not table[axis.column].notna().any():
+            ax.text(0.5, 0.5, "not measured\n(no counter on this device)" if axis.short == "energy" else "not measured",
+                    ha="center", va="center", transform=ax.transAxes, color="grey")
+            continue
+        for i, (key, grp) in enumerate(groups):
+            colour = colours[i % len(colours)]
+            pts = grp[grp[axis.column].notna()]
+            ax.errorbar(pts[axis.column], pts["retention"], yerr=[pts["retention"] - pts["lo"], pts["hi"] - pts["retention"]],
+                        fmt="o", ms=4, capsize=2, color=colour, alpha=0.8, label=f"{key[0]} {key[3]}")
+            front = pts[pts[f"front_{axis.short}"]].sort_values(axis.column)
+            ax.plot(front[axis.column], front["retention"], color=colour, lw=1.2)
+            base = pts[pts["is_base"]]
+            ax.plot(base[axis.column], base["retention"], "*", ms=11, color=colour)
+            for row in pts.itertuples():
+                ax.annotate("base" if row.is_base else f"{row.ratio:g}x", (getattr(row, axis.column), row.retention),
+                            fontsize=6, xytext=(3, 3), textcoords="offset points")
+    axes[0][0].set_ylabel("retention, mean over benchmarks (1 = unpruned)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("What pruning buys: retention vs cost; lines join each method's Pareto front", fontsize=10)
+    return _save(fig, path)

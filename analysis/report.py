@@ -13,6 +13,7 @@ import pandas as pd
 from analysis import plots
 from analysis.findings import Analysis, analyse, delta_table
 from analysis.stop_audit import AUDIT_INTRO, audit_points, audit_summary
+from analysis.pareto import front_summary, measured_axes, pareto
 from glu_ray.errors import GluRayError
 
 HIERARCHY_COLUMNS = ["model", "variant", "method", "rank", "tier", "benchmark", "capability",
@@ -28,6 +29,15 @@ expansion ratios measured (area under the curve / range), 95% bootstrap interval
 sqrt(p(1-p)/n), marked "binomial" under Standard errors; others get a zero-width interval). Break =
 the widest ratio with retention below 0.5. Benchmarks share a tier when their interval overlaps the
 tier head's."""
+
+PARETO_INTRO = """Each trial's retention, averaged over its benchmarks (95% interval from the scores' stderrs),
+against what it costs to run: parameters kept, and, from the trial's efficiency stage
+(--measure-efficiency, on its own device), decode tokens/s at batch 1 with generation forced to a
+fixed length and energy per generated token. A configuration is on an axis's front when no other of
+its model and method keeps as much retention for less. A cost the device does not expose
+(energy without an NVML or RAPL counter) is left empty, never zero."""
+PARETO_COLUMNS = ["model", "variant", "method", "ratio", "pruning_pct", "retention", "lo", "hi", "benchmarks",
+                  "decode_tok_s", "params", "energy_j_per_tok", "front"]
 
 
 def _fmt(value) -> str:
@@ -54,7 +64,7 @@ Content = str | pd.DataFrame | Path | tuple  # prose, a table, a figure, a list 
 
 
 def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, pd.DataFrame],
-              df: pd.DataFrame, notes: tuple[str, ...]) -> list[tuple[str, Content]]:
+              df: pd.DataFrame, notes: tuple[str, ...], front: pd.DataFrame) -> list[tuple[str, Content]]:
     """(heading, content) in report order."""
     out: list[tuple[str, Content]] = [("Capability fragility", INTRO)]
     if notes:
@@ -74,7 +84,16 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     out.append(("Deltas from baseline (the study's table)", delta_table(a.retention)))
     out += [("Early-stopping audit", AUDIT_INTRO), ("Early-stopping audit: thresholds", audit[1]),
             ("Early-stopping audit: runs", audit[0])]
-    return out
+    return out + _pareto_sections(front, figures)
+
+
+def _pareto_sections(front: pd.DataFrame, figures: dict[str, Path]) -> list[tuple[str, Content]]:
+    if "pareto" not in figures:
+        return [("Efficiency: retention vs cost", "No cost was recorded for these runs (a sweep records parameters; "
+                 "--measure-efficiency adds speed and energy).")]
+    return [("Efficiency: retention vs cost (Pareto)", PARETO_INTRO), ("Pareto fronts", figures["pareto"]),
+            ("Configurations on the front", front_summary(front)),
+            ("Retention and cost per configuration", front[PARETO_COLUMNS])]
 
 
 def _markdown(sections) -> str:
@@ -130,7 +149,10 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
         figures["base_vs_instruct"] = pair
     points = audit_points(df)
     summary = audit_summary(points)
-    sections = _sections(a, figures, (points, summary), df, tuple(notes))
+    front = pareto(a.retention, n_boot=n_boot, seed=seed)
+    if measured_axes(front):
+        figures["pareto"] = plots.pareto(front, out / "pareto.png")
+    sections = _sections(a, figures, (points, summary), df, tuple(notes), front)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections))
     for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses"):
@@ -138,6 +160,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     delta_table(a.retention).to_csv(out / "deltas.csv", index=False)
     points.to_csv(out / "stop_audit_runs.csv", index=False)
     summary.to_csv(out / "stop_audit.csv", index=False)
+    front.to_csv(out / "pareto.csv", index=False)
     if mlflow_run_id is not None:
         from analysis.mlflow_io import log_report
 

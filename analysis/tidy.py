@@ -20,7 +20,11 @@ COLUMNS = (
     "model", "size", "variant", "method", "expansion_ratio", "pruning_pct", "width",
     "benchmark", "capability", "score", "stderr", "direction", "chance", "status", "score_name",
     "stderr_source",
+    "decode_tok_s", "params", "energy_j_per_tok",
 )
+# Run-level costs (analysis.pareto), NaN where the source did not measure them: a sweep run with
+# --measure-efficiency has all three (energy only where the device has a counter).
+COST_COLUMNS = ("decode_tok_s", "params", "energy_j_per_tok")
 BASELINE = "baseline"
 COMPLETED = "completed"
 
@@ -37,6 +41,9 @@ class RunInfo:
     pruning_pct: float
     width: float  # NaN where the source does not say
     status: str = COMPLETED
+    decode_tok_s: float = math.nan  # COST_COLUMNS: the efficiency stage's, batch 1
+    params: float = math.nan
+    energy_j_per_tok: float = math.nan
 
 
 def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],

@@ -109,7 +109,7 @@ def _nvml_meter(device: torch.device):
     try:
         import pynvml  # nvidia-ml-py, NVIDIA's own binding
     except ImportError:
-        return Unavailable("nvidia-ml-py is not installed (pip install 'glu-ray[energy]')")
+        return Unavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)")
     try:
         pynvml.nvmlInit()
         # NVML numbers every GPU of the machine; CUDA only those in CUDA_VISIBLE_DEVICES (Ray sets
