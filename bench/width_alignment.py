@@ -6,7 +6,8 @@ matrix kernels tile the MLP's inner dimension, and a width off the tile grid pay
 edge (width-pruned LLaMA-7B is reported slower than dense at batch 1 on an H100 when widths are
 not multiples of 8). For each pruning level the model is ranked once and pruned to both widths;
 the two copies are then timed in alternating order, round by round, so machine noise hits both
-alike. Timing is glu_ray.efficiency.speed's forced-length generation (prefill and decode tokens/s).
+alike. Timing is glu_ray.efficiency.speed's forced-length generation (prefill and decode tokens/s),
+by the wall clock and per second of this process's CPU time (steadier on a shared machine).
 
     python bench/width_alignment.py                               # SmolLM2-135M shape, CPU, fp32
     python bench/width_alignment.py --model ../shared/assets/models/stories260K --divisor 32
@@ -76,6 +77,9 @@ def width_pair(pct: float, intermediate: int, hidden: int, divisor: int) -> tupl
     return aligned, aligned - 1
 
 
+PARTS = ("prefill", "decode", "prefill_cpu", "decode_cpu")  # tokens/s by the wall clock, and per CPU second
+
+
 def time_pair(models: dict[int, torch.nn.Module], batch: int, a: argparse.Namespace) -> dict[int, dict[str, Stat]]:
     """Both widths, alternating which goes first each round; one warm-up each."""
     ids = random_prompts(next(iter(models.values())), batch, a.prompt_len)
@@ -85,9 +89,10 @@ def time_pair(models: dict[int, torch.nn.Module], batch: int, a: argparse.Namesp
     order = list(models)
     for r in range(a.rounds):
         for w in order if r % 2 == 0 else order[::-1]:
-            runs[w].append(forced_generate(models[w], ids, a.gen_len)[1:])
-    return {w: {"prefill": Stat.of([batch * a.prompt_len / p for p, _ in rs]),
-                "decode": Stat.of([batch * (a.gen_len - 1) / d for _, d in rs])} for w, rs in runs.items()}
+            runs[w].append(forced_generate(models[w], ids, a.gen_len)[1])
+    tokens = {"prefill": batch * a.prompt_len, "decode": batch * (a.gen_len - 1)}
+    return {w: {part: Stat.of([tokens[part.removesuffix("_cpu")] / getattr(t, f"{part}_s") for t in ts])
+                for part in PARTS} for w, ts in runs.items()}
 
 
 def main(argv=None) -> list[dict]:
@@ -99,9 +104,10 @@ def main(argv=None) -> list[dict]:
     name = a.model or a.shape
     print(f"{name} on {a.device} ({next(base.parameters()).dtype}), hidden {cfg.hidden_size}, intermediate "
           f"{cfg.intermediate_size}; divisor {a.divisor}; prompt {a.prompt_len}, {a.gen_len} generated tokens; "
-          f"{a.rounds} alternating rounds; medians (range)")
-    print(f"{'pct':>4} {'aligned':>8} {'unaligned':>9} {'batch':>5} {'prefill tok/s aligned':>22} {'unaligned':>16}"
-          f" {'ratio':>6} {'decode tok/s aligned':>21} {'unaligned':>16} {'ratio':>6}")
+          f"{a.rounds} alternating rounds; medians")
+    heads = "".join(f" {p + ' al':>10} {'unal':>10} {'ratio':>6}" for p in PARTS)
+    print(f"tokens/s: wall clock (prefill, decode) and per CPU second (*_cpu)\n{'pct':>4} {'aligned':>8} "
+          f"{'unaligned':>9} {'batch':>5}{heads}")
     rows, start = [], time.perf_counter()
     for pct in (float(x) for x in a.pcts.split(",") if x.strip()):
         pair = width_pair(pct, cfg.intermediate_size, cfg.hidden_size, a.divisor)
@@ -114,15 +120,13 @@ def main(argv=None) -> list[dict]:
             al, un = (res[w] for w in pair)
             row = {"model": name, "device": a.device, "pruning_pct": pct, "divisor": a.divisor, "batch": batch,
                    "aligned": pair[0], "unaligned": pair[1]}
-            for part in ("prefill", "decode"):
+            for part in PARTS:
                 row |= {f"{part}_tok_s_aligned": al[part].median, f"{part}_tok_s_unaligned": un[part].median,
                         f"{part}_spread_aligned": al[part].spread, f"{part}_spread_unaligned": un[part].spread,
                         f"{part}_ratio": al[part].median / un[part].median}
             rows.append(row)
-            cells = [f"{s.median:>9,.0f} ({s.lo:,.0f}-{s.hi:,.0f})" for s in (al["prefill"], un["prefill"])]
-            dec = [f"{s.median:>8,.1f} ({s.lo:,.0f}-{s.hi:,.0f})" for s in (al["decode"], un["decode"])]
-            print(f"{pct:>4g} {pair[0]:>8} {pair[1]:>9} {batch:>5} {cells[0]:>22} {cells[1]:>16} "
-                  f"{row['prefill_ratio']:>6.3f} {dec[0]:>21} {dec[1]:>16} {row['decode_ratio']:>6.3f}")
+            cells = "".join(f" {al[p].median:>10,.1f} {un[p].median:>10,.1f} {row[p + '_ratio']:>6.3f}" for p in PARTS)
+            print(f"{pct:>4g} {pair[0]:>8} {pair[1]:>9} {batch:>5}{cells}")
         del models
     print(f"ratio = aligned / unaligned tokens/s (> 1: the aligned width is faster); {time.perf_counter() - start:.0f} s")
     if a.json:

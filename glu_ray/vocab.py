@@ -47,6 +47,9 @@ def trial_name(model_name: str, metric: str | None, ratio: float | None) -> str:
 # -- efficiency stage (glu_ray/efficiency): ``eff/<quantity>``, per batch ``eff/b8/<quantity>`` ----
 PARAMS_TOTAL, PARAMS_MLP, WEIGHTS_MB = "params", "params_mlp", "weights_mb"
 PREFILL_TOK_S, DECODE_TOK_S = "prefill_tok_s", "decode_tok_s"
+# Per second of the process's CPU time, CPU devices only: on a shared machine, waiting for a core
+# inflates wall-clock seconds, CPU seconds much less.
+PREFILL_CPU_TOK_S, DECODE_CPU_TOK_S = "prefill_tok_per_cpu_s", "decode_tok_per_cpu_s"
 PEAK_MEM_MB, PEAK_MEM_DELTA_MB = "peak_mem_mb", "peak_mem_delta_mb"
 ENERGY_J, ENERGY_J_PER_TOK = "energy_j", "energy_j_per_tok"  # absent, never 0, where no counter exists
 ANSWER_TOKENS, ANSWER_TOKENS_MEDIAN = "answer_tokens", "answer_tokens_median"  # mean / median until EOS

@@ -18,6 +18,15 @@ from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.efficiency.speed import forced_generate, greedy_config, random_prompts
 from glu_ray.errors import GluRayError
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as in a Ray trial: on a shared 2-CPU machine more threads only contend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SMALL = EfficiencySpec(prompt_len=8, gen_len=5, batches=(1, 3), repeats=2, answer_max_new_tokens=6)
 
 
@@ -39,8 +48,8 @@ def test_forced_generation_produces_exactly_the_requested_tokens():
     assert free.shape[1] - ids.shape[1] == 1  # unforced, it stops at its EOS
     for batch, n in ((1, 20), (4, 7)):
         prompt = ids.repeat(batch, 1)
-        new, prefill_s, decode_s = forced_generate(model, prompt, n)
-        assert new.shape == (batch, n) and prefill_s > 0 and decode_s > 0
+        new, timing = forced_generate(model, prompt, n)
+        assert new.shape == (batch, n) and timing.prefill_s > 0 and timing.decode_s > 0 and timing.decode_cpu_s > 0
         assert (new != model.config.eos_token_id).all()  # EOS, its first choice, is masked all the way
     with pytest.raises(ValueError):
         forced_generate(model, ids, 1)
@@ -73,6 +82,7 @@ def test_the_stage_runs_on_cpu_and_reports_vocab_keys(monkeypatch, tmp_path):
     for b in SMALL.batches:
         assert m[key(V.DECODE_TOK_S, b)] > 0 and m[key(V.PREFILL_TOK_S, b)] > 0
         assert m[key(V.DECODE_TOK_S + V.SPREAD, b)] >= 0
+        assert m[key(V.DECODE_CPU_TOK_S, b)] > 0  # a CPU device: tokens per CPU second too
         assert m[key(V.PEAK_MEM_MB, b)] > 0  # peak RSS, reset through /proc/self/clear_refs
         # No counter: energy is absent and says why, never 0.
         assert key(V.ENERGY_J, b) not in m and key(V.ENERGY_J_PER_TOK, b) not in m

@@ -39,7 +39,10 @@ class EfficiencyResult:
         out = {key(V.PARAMS_TOTAL): float(self.params), key(V.PARAMS_MLP): float(self.params_mlp),
                key(V.WEIGHTS_MB): self.weight_bytes / 2**20, key(V.EFFICIENCY_SECONDS): self.seconds}
         for t in self.throughput:
-            for name, stat in ((V.PREFILL_TOK_S, t.prefill_tok_s), (V.DECODE_TOK_S, t.decode_tok_s)):
+            stats = [(V.PREFILL_TOK_S, t.prefill_tok_s), (V.DECODE_TOK_S, t.decode_tok_s)]
+            if self.device == "cpu":
+                stats += [(V.PREFILL_CPU_TOK_S, t.prefill_cpu_tok_s), (V.DECODE_CPU_TOK_S, t.decode_cpu_tok_s)]
+            for name, stat in stats:
                 out[key(name, t.batch)] = stat.median
                 out[key(name + V.SPREAD, t.batch)] = stat.spread
             if t.memory.available:

@@ -52,6 +52,8 @@ class Throughput:
     gen_len: int  # tokens generated per row, every run (checked)
     prefill_tok_s: Stat  # batch * prompt_len / prefill seconds
     decode_tok_s: Stat  # batch * (gen_len - 1) / decode seconds
+    prefill_cpu_tok_s: Stat  # the same per second of this process's CPU time (meaningful on a CPU device)
+    decode_cpu_tok_s: Stat
     memory: MemoryReading  # peak during the timed runs
     energy: EnergyReading  # over the timed runs
 
@@ -70,6 +72,21 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass(frozen=True)
+class GenTiming:
+    """Seconds of one forced-length generation, by the wall clock and by this process's CPU time
+    (on a shared machine, waiting for a core inflates the first, much less the second)."""
+
+    prefill_s: float
+    decode_s: float
+    prefill_cpu_s: float
+    decode_cpu_s: float
+
+
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
 class _FirstLogits(LogitsProcessor):
     """Notes the time of the first call: the prefill forward has produced its logits."""
 
@@ -79,7 +96,7 @@ class _FirstLogits(LogitsProcessor):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.at is None:
             sync(self.device)
-            self.at = time.perf_counter()
+            self.at = _clocks()
         return scores
 
 
@@ -102,23 +119,24 @@ def greedy_config(max_new_tokens: int, model: nn.Module, *, forced: bool) -> Gen
 
 
 @torch.no_grad()
-def forced_generate(model: nn.Module, ids: torch.Tensor, gen_len: int) -> tuple[torch.Tensor, float, float]:
+def forced_generate(model: nn.Module, ids: torch.Tensor, gen_len: int) -> tuple[torch.Tensor, GenTiming]:
     """Greedy generation of exactly ``gen_len`` new tokens per row of ``ids`` [B, T]:
-    (new tokens [B, gen_len], prefill seconds, decode seconds)."""
+    (new tokens [B, gen_len], its timing)."""
     if gen_len < 2:
         raise ValueError("gen_len must be >= 2 (one token comes from the prefill, the rest are decode steps)")
     clock = _FirstLogits(ids.device)
     sync(ids.device)
-    start = time.perf_counter()
+    start = _clocks()
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                          generation_config=greedy_config(gen_len, model, forced=True),
                          logits_processor=LogitsProcessorList([clock]))
     sync(ids.device)
-    end = time.perf_counter()
+    end = _clocks()
     new = out[:, ids.shape[1]:]
     if new.shape[1] != gen_len:  # the invariant every speed figure rests on
         raise RuntimeError(f"forced-length generation produced {new.shape[1]} tokens, not {gen_len}")
-    return new, clock.at - start, end - clock.at
+    (w0, c0), (w1, c1), (w2, c2) = start, clock.at, end
+    return new, GenTiming(w1 - w0, w2 - w1, c1 - c0, c2 - c1)
 
 
 def random_prompts(model: nn.Module, batch: int, prompt_len: int, seed: int = 0) -> torch.Tensor:
@@ -143,13 +161,15 @@ def measure_throughput(model: nn.Module, *, batch: int, prompt_len: int, gen_len
         meter = open_meter(device)
         with PeakMemory(device) as peak:
             start, t0 = meter.read(), time.perf_counter()
-            runs = [forced_generate(model, ids, gen_len)[1:] for _ in range(repeats)]
+            runs = [forced_generate(model, ids, gen_len)[1] for _ in range(repeats)]
             energy = meter.reading(start, time.perf_counter() - t0)
     finally:
         model.train(was_training)
     return Throughput(
         batch=batch, prompt_len=prompt_len, gen_len=gen_len,
-        prefill_tok_s=Stat.of([batch * prompt_len / p for p, _ in runs]),
-        decode_tok_s=Stat.of([batch * (gen_len - 1) / d for _, d in runs]),
+        prefill_tok_s=Stat.of([batch * prompt_len / r.prefill_s for r in runs]),
+        decode_tok_s=Stat.of([batch * (gen_len - 1) / r.decode_s for r in runs]),
+        prefill_cpu_tok_s=Stat.of([batch * prompt_len / r.prefill_cpu_s for r in runs]),
+        decode_cpu_tok_s=Stat.of([batch * (gen_len - 1) / r.decode_cpu_s for r in runs]),
         memory=peak.reading, energy=energy,
     )
