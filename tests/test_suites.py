@@ -52,8 +52,8 @@ def test_study_reproduces_the_published_settings():
 
 def test_tiny_points_at_its_own_task_dir():
     tiny = load_suite("tiny")
-    tasks = read_task_dir(tiny.tasks_dir)
-    assert {b.task for b in tiny.benchmarks} <= set(tasks)
+    (tasks_dir,) = tiny.tasks_dirs
+    assert {b.task for b in tiny.benchmarks} <= set(read_task_dir(tasks_dir).tasks)
 
 
 def test_task_subset_keeps_order_and_unknown_names_list_the_valid_ones():
@@ -70,7 +70,7 @@ def test_suite_yaml_file_and_bad_entries(tmp_path):
     good = tmp_path / "mine.yaml"
     good.write_text("name: mine\nextends: tiny\ndrop: [tiny_gsm8k]\n")
     suite = load_suite(str(good))
-    assert "tiny_gsm8k" not in suite.names and suite.tasks_dir == load_suite("tiny").tasks_dir
+    assert "tiny_gsm8k" not in suite.names and suite.tasks_dirs == load_suite("tiny").tasks_dirs
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nbenchmarks:\n  - {name: x, task: x, num_fewshot: 0, metric: acc, "
                    "higher_is_better: true, chance: 0.5, capability: vibes, stage: cheap}\n")

@@ -13,9 +13,9 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import torch
 
@@ -36,22 +36,24 @@ class EvalResult:
     metrics: dict[str, float]  # "mmlu/acc", "mmlu/acc_stderr", "gsm8k_cot/exact_match.strict-match"
     raw: dict  # lm-eval's results, JSON-serialisable, merged over the few-shot calls
     seconds: float
+    # benchmark name -> every (metric, filter) lm-eval reported for it, stderrs aside, in its order
+    reported: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=4)
-def task_manager(tasks_dir: str | None):
+def task_manager(tasks_dirs: tuple[str, ...] = ()):
     """lm-eval's TaskManager, built once per include path: indexing its ~10k YAMLs takes seconds."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=tasks_dir) if tasks_dir else TaskManager()
+    return TaskManager(include_path=list(tasks_dirs)) if tasks_dirs else TaskManager()
 
 
 def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
-    """Every benchmark's task must be known to lm-eval (built-ins + the suite's tasks_dir)."""
-    known = set(task_manager(suite.tasks_dir).all_tasks)
+    """Every benchmark's task (or group, or tag) must be known to lm-eval (built-ins + the suite's folders)."""
+    known = set(task_manager(suite.tasks_dirs).all_tasks)
     missing = [b.task for b in (benchmarks or suite.benchmarks) if b.task not in known]
     if missing:
-        where = f"lm-eval's built-in tasks and {suite.tasks_dir}" if suite.tasks_dir else "lm-eval's built-in tasks"
+        where = " and ".join(["lm-eval's built-in tasks", *suite.tasks_dirs])
         raise GluRayError(f"unknown lm-eval task(s) {', '.join(missing)}: not found in {where}")
 
 
@@ -73,29 +75,48 @@ def context_length(model, requested: int | None) -> int | None:
 
 def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit: int | float | None = None,
               batch_size: int | str = 8, max_length: int | None = None, seed: int = 1234,
-              bootstrap_iters: int = BOOTSTRAP_ITERS) -> EvalResult:
-    """Evaluate ``suite`` (or one of its stages) on an in-memory model; metrics flat and MLflow-safe."""
+              bootstrap_iters: int = BOOTSTRAP_ITERS, gen_kwargs: Mapping[str, object] | None = None) -> EvalResult:
+    """Evaluate ``suite`` (or one of its stages) on an in-memory model; metrics flat and MLflow-safe.
+    ``gen_kwargs`` (lm-eval's ``--gen_kwargs``, e.g. ``max_gen_toks``) update every generating task's."""
     benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
     check_tokenizer(tokenizer, suite)
     check_tasks(suite, benchmarks)
     length = context_length(model, max_length or suite.max_length)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
-    raw: dict = {key: {} for key in RAW_KEYS}
+    reported: dict[str, tuple[tuple[str, str], ...]] = {}
+    calls = []
     by_shots = sorted(benchmarks, key=lambda b: b.num_fewshot)
     for shots, group in groupby(by_shots, key=lambda b: b.num_fewshot):
         group = tuple(group)
         out = _evaluate(model, tokenizer, suite, group, shots, limit=limit, batch_size=batch_size,
-                        max_length=length, seed=seed, bootstrap_iters=bootstrap_iters)
-        for key in RAW_KEYS:
-            raw[key].update(out.get(key) or {})
+                        max_length=length, seed=seed, bootstrap_iters=bootstrap_iters, gen_kwargs=gen_kwargs)
+        calls.append((shots, out))
         metrics.update(flatten(group, out))
-    raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "seed": seed}
-    return EvalResult(metrics, _jsonable(raw), time.perf_counter() - started)
+        reported.update({b.name: reported_metrics(b, out) for b in group})
+    raw = merge_raw(calls)
+    raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "seed": seed,
+                      "gen_kwargs": dict(gen_kwargs or {})}
+    return EvalResult(metrics, _jsonable(raw), time.perf_counter() - started, reported)
+
+
+def merge_raw(calls: list[tuple[int, dict]]) -> dict:
+    """lm-eval's outputs of the few-shot calls as one: a task (or group) evaluated in more than one
+    call keeps each, keyed ``"<task> (<k>-shot)"``; every other key as lm-eval wrote it."""
+    seen: dict[str, int] = {}
+    for _, out in calls:
+        for task in {t for key in RAW_KEYS for t in (out.get(key) or {})}:
+            seen[task] = seen.get(task, 0) + 1
+    raw: dict = {key: {} for key in RAW_KEYS}
+    for shots, out in calls:
+        for key in RAW_KEYS:
+            for task, value in (out.get(key) or {}).items():
+                raw[key][task if seen[task] == 1 else f"{task} ({shots}-shot)"] = value
+    return raw
 
 
 def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shots: int, *, limit, batch_size,
-              max_length, seed, bootstrap_iters) -> dict:
+              max_length, seed, bootstrap_iters, gen_kwargs) -> dict:
     """One simple_evaluate call; the HFLM wrapper and lm-eval's task state are freed afterwards."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -105,7 +126,8 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
     try:
         return simple_evaluate(
             model=lm, tasks=[b.task for b in group], num_fewshot=shots, limit=limit,
-            task_manager=task_manager(suite.tasks_dir), log_samples=False, bootstrap_iters=bootstrap_iters,
+            task_manager=task_manager(suite.tasks_dirs), log_samples=False, bootstrap_iters=bootstrap_iters,
+            gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
             apply_chat_template=suite.apply_chat_template, fewshot_as_multiturn=suite.apply_chat_template,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
@@ -129,7 +151,7 @@ def flatten(benchmarks: Iterable[Benchmark], out: dict) -> dict[str, float]:
     """
     metrics: dict[str, float] = {}
     for bench in benchmarks:
-        table = (out.get("groups") or {}).get(bench.task) or (out.get("results") or {}).get(bench.task) or {}
+        table = _table(bench, out)
         for raw_key, value in table.items():
             if "," not in raw_key or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue  # "alias", "N/A" stderrs, sample counts
@@ -140,6 +162,19 @@ def flatten(benchmarks: Iterable[Benchmark], out: dict) -> dict[str, float]:
             raise GluRayError(f"lm-eval task {bench.task!r} reported no {bench.metric} ({bench.filter}); it reported: "
                               f"{', '.join(got) or 'nothing'}")
     return metrics
+
+
+def _table(bench: Benchmark, out: dict) -> dict:
+    """lm-eval's row for a benchmark: a group's aggregate (under ``groups``), else its task's."""
+    return (out.get("groups") or {}).get(bench.task) or (out.get("results") or {}).get(bench.task) or {}
+
+
+def reported_metrics(bench: Benchmark, out: dict) -> tuple[tuple[str, str], ...]:
+    """Every (metric, filter) lm-eval reported a number for, stderrs aside; the primary first."""
+    pairs = [split_lm_eval_key(k) for k, v in _table(bench, out).items()
+             if "," in k and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    pairs = [p for p in dict.fromkeys(pairs) if not p[0].endswith("_stderr")]
+    return tuple(sorted(pairs, key=lambda p: p != (bench.metric, bench.filter)))
 
 
 def _jsonable(obj):
@@ -153,17 +188,17 @@ def _jsonable(obj):
 
 
 def format_table(result: EvalResult, suite: Suite) -> str:
-    """A fixed-width table of each benchmark's primary and extra metrics (what `glu-ray eval` prints)."""
-    rows = [("benchmark", "stage", "capability", "metric", "value", "stderr")]
+    """A fixed-width table of every metric each benchmark reported, the primary first (what
+    `glu-ray eval` prints); a benchmark evaluated at several few-shot counts is a row per count."""
+    rows = [("benchmark", "shots", "stage", "capability", "metric", "value", "stderr")]
     for b in suite.benchmarks:
-        for name in (b.metric, *b.extra_metrics):
-            value = result.metrics.get(metric_key(b.name, name, b.filter if name == b.metric else "none"))
-            err = result.metrics.get(metric_key(b.name, f"{name}_stderr", b.filter if name == b.metric else "none"))
+        for name, filter_name in result.reported.get(b.name, ((b.metric, b.filter), *((m, "none") for m in b.extra_metrics))):
+            value = result.metrics.get(metric_key(b.name, name, filter_name))
+            err = result.metrics.get(metric_key(b.name, f"{name}_stderr", filter_name))
             if value is None:
                 continue
-            rows.append((b.name, b.stage, b.capability, name + ("" if b.filter == "none" or name != b.metric
-                                                                 else f" ({b.filter})"),
-                         _fmt(value), _fmt(err)))
+            rows.append((b.name, str(b.num_fewshot), b.stage, b.capability,
+                         name + ("" if filter_name == "none" else f" ({filter_name})"), _fmt(value), _fmt(err)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

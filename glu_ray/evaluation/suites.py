@@ -2,8 +2,10 @@
 
 A suite YAML holds ``name``, ``apply_chat_template``, ``max_length``, optional ``tasks_dir``
 (an lm-eval include path, relative to the YAML) and ``benchmarks``; ``extends: other`` starts from
-another suite's benchmarks, ``drop: [names]`` removes some of them. Everything is checked here, before
-any model loads, so a typo costs milliseconds rather than a GPU hour.
+another suite's benchmarks, ``drop: [names]`` removes some of them. A user's own task folder
+(glu_ray.evaluation.task_folder) adds its tasks, groups and tags; ``with_fewshot`` applies few-shot
+counts given on the command line. Everything is checked here, before any model loads, so a typo
+costs milliseconds rather than a GPU hour.
 """
 
 from __future__ import annotations
@@ -11,64 +13,26 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import yaml
 
 from glu_ray.errors import GluRayError
-from glu_ray.vocab import metric_key
+from glu_ray.evaluation.benchmark import CAPABILITIES, STAGES, Benchmark
+from glu_ray.evaluation.task_folder import TaskFolder, read_task_dir
+
+__all__ = ["CAPABILITIES", "SUITES", "STAGES", "Benchmark", "Suite", "TaskFolder", "load_suite", "read_task_dir",
+           "split_items", "with_fewshot"]
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 SPLIT_SIZES = Path(__file__).resolve().parent / "split_sizes.yaml"
 SUITES = ("base", "instruct", "study", "tiny")
-STAGES = ("cheap", "full")
-CAPABILITIES = (
-    "knowledge", "reasoning", "commonsense", "physical", "reading QA", "in-context",
-    "truthfulness", "math", "instruction following", "language modelling",
-    "custom",  # tasks a user names from their own --tasks-dir
-)
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str  # short id used in metric names, e.g. "mmlu", "gsm8k_cot", "wikitext"
-    task: str  # lm-eval task (or group) name
-    num_fewshot: int
-    metric: str  # primary metric, e.g. "acc", "acc_norm", "word_perplexity", "exact_match"
-    higher_is_better: bool
-    chance: float | None  # e.g. 0.25 for 4-way MMLU; None for perplexities
-    capability: str
-    stage: str  # "cheap" or "full"
-    filter: str = "none"  # lm-eval filter of the primary metric ("strict-match" for gsm8k)
-    extra_metrics: tuple[str, ...] = ()  # also reported, e.g. ("perplexity",) for lambada
-
-    def __post_init__(self):
-        problems = []
-        if self.stage not in STAGES:
-            problems.append(f"stage {self.stage!r} is not one of {', '.join(STAGES)}")
-        if self.capability not in CAPABILITIES:
-            problems.append(f"capability {self.capability!r} is not one of {', '.join(CAPABILITIES)}")
-        if not isinstance(self.num_fewshot, int) or self.num_fewshot < 0:
-            problems.append(f"num_fewshot must be a non-negative integer, got {self.num_fewshot!r}")
-        if self.chance is not None and not 0.0 <= float(self.chance) <= 1.0:
-            problems.append(f"chance must be in [0, 1] or null, got {self.chance!r}")
-        if not self.name or "," in self.name or "/" in self.name:
-            problems.append(f"name {self.name!r} must be non-empty, without ',' or '/'")
-        if problems:
-            raise GluRayError(f"benchmark {self.name or '?'}: " + "; ".join(problems))
-
-    @property
-    def key(self) -> str:
-        """The primary metric's flat name in EvalResult.metrics, e.g. ``gsm8k_cot/exact_match.strict-match``."""
-        return metric_key(self.name, self.metric, self.filter)
-
-
 @dataclass(frozen=True)
 class Suite:
     name: str
     benchmarks: tuple[Benchmark, ...]
     apply_chat_template: bool
-    tasks_dir: str | None  # include_path for lm-eval's TaskManager
+    tasks_dirs: tuple[str, ...]  # include paths for lm-eval's TaskManager: the suite's own, then the user's
     max_length: int | None  # fixed context for HFLM so perplexities are comparable across trials
 
     def stage(self, name: str) -> tuple[Benchmark, ...]:
@@ -135,12 +99,12 @@ def _resolve(path: Path, seen: tuple[str, ...] = ()) -> Suite:
         raise GluRayError(f"{where}: suite has no benchmarks")
     tasks_dir = data.get("tasks_dir")
     if tasks_dir is not None:
-        tasks_dir = str((path.parent / tasks_dir).resolve())
-    elif parent is not None:
-        tasks_dir = parent.tasks_dir
+        tasks_dirs = (str((path.parent / tasks_dir).resolve()),)
+    else:
+        tasks_dirs = parent.tasks_dirs if parent is not None else ()
     max_length = data.get("max_length", parent.max_length if parent else None)
     chat = data.get("apply_chat_template", parent.apply_chat_template if parent else False)
-    return Suite(data["name"], tuple(benchmarks), bool(chat), tasks_dir, max_length)
+    return Suite(data["name"], tuple(benchmarks), bool(chat), tasks_dirs, max_length)
 
 
 def _suite_path(name_or_path: str, relative_to: Path = SUITES_DIR) -> Path:
@@ -157,71 +121,52 @@ def _suite_path(name_or_path: str, relative_to: Path = SUITES_DIR) -> Path:
 def load_suite(name_or_path: str, *, tasks: Sequence[str] | None = None, tasks_dir: str | None = None) -> Suite:
     """A validated suite: a built-in name (see SUITES) or a suite YAML path.
 
-    ``tasks`` keeps only those benchmarks, in the given order; with ``tasks_dir`` (a user's lm-eval
-    task folder, which must parse) a name may also be a task defined there, scored on its first metric.
+    ``tasks`` keeps only those benchmarks, in the given order. With ``tasks_dir`` (a user's lm-eval
+    task folder, which must parse) a name may also be a task, group or tag defined there, and
+    without ``tasks`` the folder's own tasks are run (its groups and ungrouped tasks).
     """
     suite = _resolve(_suite_path(name_or_path))
-    if tasks_dir is not None:
-        user_tasks = read_task_dir(tasks_dir)
-        suite = replace(suite, tasks_dir=str(Path(tasks_dir).resolve()))
-    else:
-        user_tasks = {}
+    folder = read_task_dir(tasks_dir) if tasks_dir is not None else None
+    if folder is not None:
+        suite = replace(suite, tasks_dirs=(*suite.tasks_dirs, str(Path(folder.root).resolve())))
+        tasks = folder.top if tasks is None else tasks
     if tasks is None:
         return suite
-    chosen = []
+    chosen: list[Benchmark] = []
     for name in tasks:
-        if name in suite.names:
-            chosen.append(suite.get(name))
-        elif name in user_tasks:
-            chosen.append(user_tasks[name])
-        else:
-            valid = list(suite.names) + sorted(user_tasks)
+        found = (suite.get(name),) if name in suite.names else folder.expand(name) if folder else ()
+        if not found:
+            valid = list(suite.names) + list(folder.names if folder else ())
             raise GluRayError(f"unknown task {name!r} for suite {suite.name!r}; valid: {', '.join(valid)}")
+        chosen += [b for b in found if b.name not in {c.name for c in chosen}]
     if not chosen:
         raise GluRayError("no tasks selected")
+    if folder is not None:
+        folder.check_overlap(tuple(b.task for b in chosen))
     return replace(suite, benchmarks=tuple(chosen))
 
 
-def read_task_dir(tasks_dir: str) -> dict[str, Benchmark]:
-    """Parse every task YAML under a user's lm-eval task folder; {task name: Benchmark}.
-
-    lm-eval's own index skips YAMLs it cannot parse without a word, so a broken file would surface
-    only as "task not found" after the model loaded; here it fails first, naming the file.
-    """
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    root = Path(tasks_dir).expanduser()
-    if not root.is_dir():
-        raise GluRayError(f"--tasks-dir {tasks_dir!r} is not a folder")
-    found: dict[str, Benchmark] = {}
-    for path in sorted(root.rglob("*.y*ml")):
-        try:
-            cfg = load_yaml(path, resolve_func=True)
-        except Exception as err:  # yaml errors, missing !function modules, include cycles
-            raise GluRayError(f"task file {path} does not parse: {str(err).splitlines()[0]}") from None
-        if isinstance(cfg.get("task"), str):
-            found[cfg["task"]] = _user_benchmark(cfg)
-    if not found:
-        raise GluRayError(f"--tasks-dir {tasks_dir!r} holds no lm-eval task YAML (a file with `task: name`)")
-    return found
-
-
-def _user_benchmark(cfg: dict) -> Benchmark:
-    """A user task is scored on the first metric of its metric_list (lm-eval's own default order)."""
-    metrics = cfg.get("metric_list") or [{"metric": "acc"}]
-    first = metrics[0] if isinstance(metrics[0], dict) else {"metric": str(metrics[0])}
-    filters = cfg.get("filter_list") or []
-    higher = first.get("higher_is_better")
-    if higher is None:  # not in the YAML: lm-eval's metric registry knows (perplexities are lower-better)
-        from lm_eval.api.registry import is_higher_better
-
-        higher = is_higher_better(str(first["metric"]))
-    return Benchmark(
-        name=cfg["task"], task=cfg["task"], num_fewshot=int(cfg.get("num_fewshot") or 0),
-        metric=str(first["metric"]), higher_is_better=higher is not False,
-        chance=None, capability="custom", stage="full",
-        filter=filters[0].get("name", "none") if filters else "none",
-    )
+def with_fewshot(suite: Suite, counts: int | Mapping[str, Sequence[int]] | None) -> Suite:
+    """Few-shot counts from outside the suite (lm-eval's ``--num_fewshot``): one count for every
+    benchmark, or counts per benchmark (or lm-eval task) name; a benchmark given several counts is
+    evaluated once per count, as ``<name>_<k>shot``."""
+    if counts is None:
+        return suite
+    if isinstance(counts, int):
+        return replace(suite, benchmarks=tuple(replace(b, num_fewshot=counts) for b in suite.benchmarks))
+    known = {b.name for b in suite.benchmarks} | {b.task for b in suite.benchmarks}
+    unknown = sorted(set(counts) - known)
+    if unknown:
+        raise GluRayError(f"few-shot count for {', '.join(map(repr, unknown))}, which is not selected; selected: "
+                          f"{', '.join(b.name for b in suite.benchmarks)}")
+    out: list[Benchmark] = []
+    for b in suite.benchmarks:
+        ks = tuple(dict.fromkeys(counts.get(b.name) or counts.get(b.task) or ()))
+        if len(ks) <= 1:
+            out.append(replace(b, num_fewshot=ks[0]) if ks else b)
+        else:
+            out += [replace(b, name=f"{b.name}_{k}shot", num_fewshot=k) for k in ks]
+    return replace(suite, benchmarks=tuple(out))
 
 
 @functools.lru_cache(maxsize=1)
