@@ -138,3 +138,106 @@ def test_stories260k_parity(stories, metric, pct):
     ours, _ = glu_ray_pruned(stories, metric, TargetWidth(pruning_pct=pct))
     assert_same_pruned(ours, theirs)
     assert torch.equal(logits(ours), logits(theirs))
+
+
+# ---------------------------------------------------------------- data-driven: OptiPFair's hybrid
+# OptiPFair's hybrid score is (PPM_gate/max + PPM_up/max + PPM_down/max) x ||X_d||, with ||X_d|| from
+# hooks on down_proj. glu-ray computes the same formula on the same fp32 numbers; the norm differs
+# in exactly two ways, both tested below:
+#   1. padding: OptiPFair's hooks count every position, padding included; glu-ray drops positions
+#      whose attention_mask is 0.
+#   2. several batches: OptiPFair adds up per-batch norms, sum_b ||X_b||; glu-ray keeps sums of
+#      squares, so its norm is ||X|| over all tokens (sqrt(sum_b ||X_b||^2)), whatever the batching.
+# With one unpadded batch the two norms are the same quantity and the kept neurons are the same.
+
+from optipfair.pruning.mlp_glu import (  # noqa: E402
+    compute_neuron_pair_importance_maw_hybrid,
+    get_activation_norms,
+    run_calibration_forward_passes,
+    setup_mlp_hooks_for_importance,
+)
+
+from conftest import SHARED  # noqa: E402
+from glu_ray.pruning.calibration import CalibrationSpec, calibration_tokens, collect_stats  # noqa: E402
+
+TINYSTORIES = SHARED / "assets" / "text" / "tinystories_valid_head.txt"
+
+
+@pytest.fixture(scope="module")
+def stories_tokens(stories_dir):
+    from transformers import AutoTokenizer
+
+    if not TINYSTORIES.is_file():
+        pytest.skip("../shared TinyStories text not present")
+    return calibration_tokens(CalibrationSpec(str(TINYSTORIES), n_sequences=8, seq_len=64, seed=0),
+                              AutoTokenizer.from_pretrained(stories_dir))
+
+
+def optipfair_norms(model, batches) -> list[torch.Tensor]:
+    handles = setup_mlp_hooks_for_importance(model, next(model.parameters()).device)
+    try:
+        run_calibration_forward_passes(model, batches, next(model.parameters()).device, show_progress=False)
+    finally:
+        for h in handles:
+            h.remove()
+    norms = get_activation_norms()
+    return [norms[i] for i in range(len(norms))]
+
+
+@pytest.mark.parametrize("pct", PCTS)
+def test_hybrid_keeps_optipfairs_neurons(stories, stories_tokens, pct):
+    batches = [{"input_ids": stories_tokens}]  # one unpadded batch: the same calibration for both
+    theirs = copy.deepcopy(stories)
+    optipfair.prune_model(theirs, pruning_type="MLP_GLU", neuron_selection_method="MAW", pruning_percentage=pct,
+                          dataloader=batches, show_progress=False)
+    ours = copy.deepcopy(stories)
+    ranking = rank(ours, "hybrid", calibration=collect_stats(ours, batches))
+    cfg = stories.config
+    prune(ours, ranking, resolve_width(TargetWidth(pruning_pct=pct), cfg.intermediate_size, cfg.hidden_size))
+    assert_same_pruned(ours, theirs)
+    assert torch.equal(logits(ours), logits(theirs))
+
+
+def test_hybrid_formula_is_optipfairs_bit_for_bit(stories, stories_tokens):
+    stats = collect_stats(stories, [{"input_ids": stories_tokens}])
+    for t, s in zip(glu_layers(stories), stats.layers):
+        g, u, d = (x.weight.data.float() for x in (t.gate, t.up, t.down))
+        expected = compute_neuron_pair_importance_maw_hybrid(g, u, d, s.l2)
+        assert torch.equal(score_layer("hybrid", t.gate.weight, t.up.weight, down_w=t.down.weight, stats=s), expected)
+
+
+def test_where_the_norms_differ_batches(stories, stories_tokens):
+    """OptiPFair: sum of per-batch norms (depends on batching). glu-ray: one norm over all tokens."""
+    halves = [{"input_ids": stories_tokens[:4]}, {"input_ids": stories_tokens[4:]}]
+    theirs = optipfair_norms(stories, halves)
+    whole = collect_stats(stories, [{"input_ids": stories_tokens}])
+    split = collect_stats(stories, halves)
+    per_batch = [collect_stats(stories, [b]) for b in halves]
+    for i, (t, w, s) in enumerate(zip(theirs, whole.layers, split.layers)):
+        torch.testing.assert_close(s.l2, w.l2, rtol=1e-5, atol=0)  # ours: batching does not matter
+        summed = per_batch[0].layers[i].l2 + per_batch[1].layers[i].l2
+        torch.testing.assert_close(t.double(), summed, rtol=1e-5, atol=1e-6)  # theirs: sum of norms
+        assert (t.double() > w.l2 * 1.2).all()  # ...which is not the norm over all tokens
+
+
+def test_where_the_norms_differ_padding(stories, stories_tokens):
+    """With a padded batch OptiPFair's squared norm = glu-ray's + the padding positions' squares."""
+    ids = stories_tokens[:4].clone()
+    mask = torch.ones_like(ids)
+    for row, n in enumerate((64, 50, 30, 12)):
+        ids[row, n:] = 0
+        mask[row, n:] = 0
+    batch = [{"input_ids": ids, "attention_mask": mask}]
+    theirs = optipfair_norms(stories, batch)
+    ours = collect_stats(stories, batch)
+    pads = []  # the reference: down_proj inputs at the padding positions, captured whole
+    hooks = [t.down.register_forward_pre_hook(lambda m, i: pads.append(i[0][mask == 0].double()))
+             for t in glu_layers(stories)]
+    with torch.no_grad():
+        stories(input_ids=ids, attention_mask=mask)
+    for h in hooks:
+        h.remove()
+    assert ours.tokens == int(mask.sum()) < ids.numel()
+    for t, o, p in zip(theirs, ours.layers, pads):
+        torch.testing.assert_close(t.double() ** 2, o.sumsq + (p * p).sum(0), rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(t.double(), o.l2, rtol=1e-3)

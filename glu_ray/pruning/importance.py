@@ -3,6 +3,9 @@
 Each metric is a small pure function of one layer's weights:
     gate [I, H], up [I, H] (rows = intermediate neurons) -> scores [I] fp32, higher = keep.
 Add a metric by decorating a function with ``@metric("name")``: it receives fp32 weights.
+A data-driven metric declares ``needs_calibration=True`` and also receives ``down`` [H, I] and the
+layer's calibration statistics ``stats`` (a ``NeuronStats``: per-neuron sums of down_proj's input
+``x = act(gate(h)) * up(h)`` over the calibration tokens; see calibration.py).
 
 The built-in metrics are registered with ``native=True``: they get the weights in the model's own
 dtype and produce, bit for bit, the fp32 scores OptiPFair 0.4.2 computes from ``W.float()``, without
@@ -12,8 +15,8 @@ scoring itself). Each says below why its shortcut is exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -28,26 +31,34 @@ class Metric:
     fn: ScoreFn
     doc: str
     native: bool = False  # True: takes weights in any float dtype; False: gets them as fp32
+    needs_calibration: bool = False  # True: also takes down [H, I] and the layer's NeuronStats
 
-    def __call__(self, gate: torch.Tensor, up: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    def __call__(self, gate: torch.Tensor, up: torch.Tensor, *, seed: int = 0, down: torch.Tensor | None = None,
+                 stats=None) -> torch.Tensor:
         if not self.native:
             gate, up = gate.float(), up.float()
-        return self.fn(gate, up, seed=seed)
+        if not self.needs_calibration:
+            return self.fn(gate, up, seed=seed)
+        if down is None or stats is None:
+            raise GluRayError(f"metric {self.name!r} is data-driven: it needs calibration data (--calibration)")
+        return self.fn(gate, up, seed=seed, down=down if self.native else down.float(), stats=stats)
 
 
 METRICS: dict[str, Metric] = {}
 ALIASES: dict[str, str] = {}  # other names a metric goes by (the study's later files say "PPM" for MAW)
 
 
-def metric(name: str, *, native: bool = False, aliases: tuple[str, ...] = ()) -> Callable[[ScoreFn], ScoreFn]:
+def metric(name: str, *, native: bool = False, aliases: tuple[str, ...] = (),
+           needs_calibration: bool = False) -> Callable[[ScoreFn], ScoreFn]:
     """Register ``fn(gate, up, *, seed) -> scores`` under ``name`` (and ``aliases``).
 
     ``native=True`` promises the function handles bf16/fp16/fp32 weights itself and still returns
-    fp32 scores; otherwise it is called with fp32 copies.
+    fp32 scores; otherwise it is called with fp32 copies. ``needs_calibration=True``: the function
+    is ``fn(gate, up, *, seed, down, stats)`` and is only called with calibration statistics.
     """
 
     def register(fn: ScoreFn) -> ScoreFn:
-        METRICS[name] = Metric(name, fn, (fn.__doc__ or "").strip(), native)
+        METRICS[name] = Metric(name, fn, (fn.__doc__ or "").strip(), native, needs_calibration)
         ALIASES.update({alias: name for alias in aliases})
         return fn
 
@@ -175,6 +186,50 @@ def random(gate: torch.Tensor, up: torch.Tensor, *, seed: int = 0) -> torch.Tens
     return torch.rand(gate.shape[0], generator=gen).to(gate.device)
 
 
-def score_layer(name: str, gate_w: torch.Tensor, up_w: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+# ---------------------------------------------------------------- data-driven (calibration) metrics
+# Each gets fp32 gate/up/down and the layer's NeuronStats (fp64 sums); scores are returned in fp32.
+# Constant factors shared by every neuron of a layer (1/count, 1/H) do not change a layer's ranking.
+
+
+@metric("act", needs_calibration=True)
+def act(gate, up, *, seed=0, down, stats) -> torch.Tensor:
+    """Activation L2 norm ||X_i||_2 over the calibration tokens (Minitron's width signal)."""
+    return stats.l2.float()
+
+
+@metric("wanda_sp", needs_calibration=True)
+def wanda_sp(gate, up, *, seed=0, down, stats) -> torch.Tensor:
+    """Wanda-sp (FLAP's structured Wanda): mean_j |W_down[j, i]| x RMS of x_i."""
+    rms = (stats.sumsq / stats.count).sqrt()
+    return (down.abs().double().mean(dim=0) * rms).float()
+
+
+@metric("flap", needs_calibration=True)
+def flap(gate, up, *, seed=0, down, stats) -> torch.Tensor:
+    """FLAP's WIFV fluctuation: var(x_i) x ||W_down[:, i]||_2^2 (uniform width: no cross-layer standardising)."""
+    return (stats.variance * down.double().pow(2).sum(dim=0)).float()
+
+
+@metric("hybrid", needs_calibration=True)
+def hybrid(gate, up, *, seed=0, down, stats) -> torch.Tensor:
+    """OptiPFair's data-driven score: (PPM_gate/max + PPM_up/max + PPM_down/max) x ||X_i||_2.
+
+    The formula and its fp32 arithmetic are OptiPFair 0.4.2's compute_neuron_pair_importance_maw_hybrid;
+    what differs is the activation norm fed to it: ours is the norm over all unpadded tokens,
+    theirs a sum of per-batch norms counting padding (see tests/test_parity_optipfair.py).
+    """
+    gate_score, up_score = _range(gate), _range(up)
+    down_score = torch.amax(down, dim=0) + torch.amin(down, dim=0).abs()  # columns = neurons
+    structural = (gate_score / (gate_score.max() + 1e-8) + up_score / (up_score.max() + 1e-8)
+                  + down_score / (down_score.max() + 1e-8))
+    return structural * stats.l2.float().to(structural.device)
+
+
+def score_layer(name: str, gate_w: torch.Tensor, up_w: torch.Tensor, *, seed: int = 0,
+                down_w: torch.Tensor | None = None, stats=None) -> torch.Tensor:
     """Scores [I] in fp32 on the weights' device, whatever the model dtype."""
-    return get_metric(name)(gate_w.detach(), up_w.detach(), seed=seed)
+    m = get_metric(name)
+    if not m.needs_calibration:
+        return m(gate_w.detach(), up_w.detach(), seed=seed)
+    return m(gate_w.detach(), up_w.detach(), seed=seed, down=None if down_w is None else down_w.detach(), stats=stats)
+
