@@ -42,7 +42,7 @@ def test_trial_config_round_trips_through_a_flat_dict(tiny_model_dir):
     "models, metrics, targets, match",
     [
         (("/nonexistent/model",), ("maw",), PCTS, "not a model"),
-        ((None,), ("magic",), PCTS, "unknown importance metric 'magic'; valid: l2, maw, pon, random, vow"),
+        ((None,), ("magic",), PCTS, "unknown importance metric 'magic'; valid: act, flap, hybrid, l2, maw, pon, random, vow, wanda_sp"),
         ((None,), ("maw",), (TargetWidth(expansion_ratio=9.0),), "expansion ratio must be in"),
         ((None,), ("maw",), (TargetWidth(pruning_pct=100),), "pruning percentage must be in"),
     ],
