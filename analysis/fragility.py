@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.tidy import BASELINE
+from glu_ray.vocab import TrialStatus
 
 CURVE = ["model", "size", "variant", "method", "benchmark"]
 GROUP = ["model", "size", "variant", "method"]
@@ -45,7 +46,7 @@ def retention(df: pd.DataFrame) -> pd.DataFrame:
     out["retention"] = _retention(out["score"].to_numpy(), out["base_score"].to_numpy(), chance,
                                   lower, (out["form"] == "ratio").to_numpy())
     # A trial the sweep stopped as catastrophic never ran its later benchmarks: it sits at the floor.
-    stopped = out["score"].isna() & out["status"].str.startswith("stopped")
+    stopped = out["score"].isna() & (out["status"] == TrialStatus.STOPPED.value)
     out.loc[stopped, "retention"] = 0.0
     return out.dropna(subset=["retention"]).reset_index(drop=True)
 

@@ -3,22 +3,20 @@ parent run, and log a finished report to it."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import json
 
 import pandas as pd
 
-from analysis.benchmarks import STAGE0, benchmark_meta
-from analysis.tidy import BASELINE, COMPLETED, RunInfo, number, size_label, tidy_frame, tidy_rows
+from analysis.tidy import tidy_frame
+from analysis.trials import trial_rows
 from glu_ray.errors import GluRayError
-from glu_ray.vocab import DECODE_TOK_S, ENERGY_J_PER_TOK, PARAMS_TOTAL, efficiency_key
-
-PARETO_BATCH = 1  # the study's throughput figure: one request at a time
+from glu_ray.sweep.config import TrialConfig
+from glu_ray.vocab import REPORT_TAG, ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus, role_filter
 
 # ---------------------------------------------------------------- MLflow sweep experiments
 
-TRIAL_FILTER = "tags.`glu_ray.role` = 'trial'"
-SWEEP_FILTER = "tags.`glu_ray.role` = 'sweep'"
+TRIAL_FILTER = role_filter(ROLE_TRIAL)
+SWEEP_FILTER = role_filter(ROLE_SWEEP)
 
 
 def _search(client, experiment_id: str, filter_string: str) -> list:
@@ -39,44 +37,23 @@ def _experiment(client, name: str):
 
 
 def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Every trial of a sweep. MLflow's run metrics are already the latest value per key, which
-    with step = stage is the last stage that logged it."""
+    """Every trial of a sweep. Identity comes typed from the run's TrialConfig tag; MLflow's run
+    metrics are already the latest value per key, which with step = stage is the last stage."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     exp = _experiment(client, experiment)
     trials = _search(client, exp.experiment_id, TRIAL_FILTER)
     if not trials:
-        raise GluRayError(f"experiment {experiment!r} has no trial runs (tag glu_ray.role=trial)")
+        raise GluRayError(f"experiment {experiment!r} has no trial runs (tag {TRIAL_FILTER})")
     rows = []
     for run in trials:
-        params, status = run.data.params, run.data.tags.get("glu_ray.status", COMPLETED)
-        info = _mlflow_info(params, status, run.data.metrics)
-        # A trial stopped early keeps rows for the benchmarks it never reached (score NaN):
-        # fragility reads them as a floor, not as missing data.
-        meta = {**benchmark_meta(params.get("suite")), STAGE0.name: STAGE0}
-        rows += tidy_rows(info, run.data.metrics, meta, keep_missing=status.startswith("stopped"))
+        tags = run.data.tags
+        if TRIAL_CONFIG_TAG not in tags:
+            raise GluRayError(f"trial run {run.info.run_id} has no {TRIAL_CONFIG_TAG} tag: not written by glu-ray's sweep")
+        cfg = TrialConfig.from_dict(json.loads(tags[TRIAL_CONFIG_TAG]))
+        rows += trial_rows(cfg, run.data.metrics, TrialStatus(tags.get(STATUS_TAG, TrialStatus.COMPLETED)))
     return tidy_frame(rows)
-
-
-def _mlflow_info(params: Mapping[str, str], status: str, metrics: Mapping[str, float]) -> RunInfo:
-    hidden, inter = number(params.get("hidden_size")), number(params.get("intermediate_size"))
-    baseline = params.get("metric", "none") in ("none", "", BASELINE)
-    ratio = number(params.get("expansion_ratio"))
-    return RunInfo(
-        model=params.get("model_name") or params.get("model", "?"),
-        size=size_label(number(params.get("num_params"))),
-        variant=params.get("variant", "base"),
-        method=BASELINE if baseline else params["metric"],
-        expansion_ratio=inter / hidden if baseline and math.isnan(ratio) else ratio,
-        pruning_pct=0.0 if baseline else number(params.get("pruning_pct")),
-        width=inter if baseline else number(params.get("width")),
-        status=status,
-        decode_tok_s=number(metrics.get(efficiency_key(DECODE_TOK_S, PARETO_BATCH))),
-        # Parameters are known without the efficiency stage too: the trial logs what it kept.
-        params=number(metrics.get(efficiency_key(PARAMS_TOTAL), params.get("params_kept"))),
-        energy_j_per_tok=number(metrics.get(efficiency_key(ENERGY_J_PER_TOK, PARETO_BATCH))),
-    )
 
 
 def sweep_run_id(experiment: str, tracking_uri: str | None = None) -> str:
@@ -86,7 +63,7 @@ def sweep_run_id(experiment: str, tracking_uri: str | None = None) -> str:
     client = MlflowClient(tracking_uri)
     runs = _search(client, _experiment(client, experiment).experiment_id, SWEEP_FILTER)
     if not runs:
-        raise GluRayError(f"experiment {experiment!r} has no sweep run (tag glu_ray.role=sweep)")
+        raise GluRayError(f"experiment {experiment!r} has no sweep run (tag {SWEEP_FILTER})")
     return max(runs, key=lambda r: r.info.start_time or 0).info.run_id
 
 
@@ -96,4 +73,4 @@ def log_report(run_id: str, folder, tracking_uri: str | None = None) -> None:
 
     client = MlflowClient(tracking_uri)
     client.log_artifacts(run_id, str(folder), artifact_path="report")
-    client.set_tag(run_id, "glu_ray.report", "report/report.html")
+    client.set_tag(run_id, REPORT_TAG, "report/report.html")

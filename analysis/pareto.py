@@ -112,6 +112,6 @@ def front_summary(table: pd.DataFrame) -> pd.DataFrame:
     for key, grp in table.groupby(GROUP, sort=True):
         for ax in measured_axes(grp):
             on = grp[grp[f"front_{ax.short}"]]
-            names = ["baseline" if b else f"{r:g}x" for r, b in zip(on["ratio"], on["is_base"])]
+            names = [BASELINE if b else f"{r:g}x" for r, b in zip(on["ratio"], on["is_base"])]
             rows.append({**dict(zip(GROUP, key)), "axis": ax.label, "on the front": ", ".join(names)})
     return pd.DataFrame(rows, columns=[*GROUP, "axis", "on the front"])

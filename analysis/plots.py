@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from analysis import fragility as F  # noqa: E402
+from analysis.tidy import BASELINE  # noqa: E402
 
 # 0 = at chance / broken (red), 1 = as the baseline (pale), above 1 = better than the baseline (blue).
 NORM = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=1.5)
@@ -33,7 +34,7 @@ def _label(key: tuple) -> str:
 
 def heatmap(ret: pd.DataFrame, hier: pd.DataFrame, path: Path) -> Path:
     """Benchmark (most fragile on top) x expansion ratio (widest left), one panel per model."""
-    pruned = ret[ret["method"] != "baseline"]
+    pruned = ret[ret["method"] != BASELINE]
     groups = list(pruned.groupby(F.GROUP, sort=True))
     fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 0.45 * ret["benchmark"].nunique() + 1.8),
                              squeeze=False, layout="constrained")

@@ -14,6 +14,7 @@ from analysis import plots
 from analysis.findings import Analysis, analyse, delta_table
 from analysis.stop_audit import AUDIT_INTRO, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
+from analysis.tidy import BASELINE
 from glu_ray.errors import GluRayError
 
 HIERARCHY_COLUMNS = ["model", "variant", "method", "rank", "tier", "benchmark", "capability",
@@ -135,7 +136,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     """Analyse the tidy table ``df`` (analysis.load / analysis.mlflow_io), write report.md,
     report.html, figures and CSVs to ``out_dir``, log the folder to ``mlflow_run_id`` when given;
     return the path of report.md. ``notes``: what the loader corrected (analysis.published)."""
-    if df.empty or not (df["method"] == "baseline").any():
+    if df.empty or not (df["method"] == BASELINE).any():
         raise GluRayError("no results with an unpruned baseline to compare against")
     a = analyse(df, n_boot=n_boot, seed=seed)
     if a.hierarchy.empty:

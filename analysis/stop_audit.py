@@ -24,7 +24,8 @@ import pandas as pd
 
 from analysis.benchmarks import STAGE0
 from analysis.fragility import NEAR_CHANCE
-from analysis.tidy import BASELINE, COMPLETED
+from analysis.tidy import BASELINE
+from glu_ray.vocab import TrialStatus
 
 SIGNALS = (STAGE0.name, "wikitext")  # the perplexity read by the rule, in order of preference
 CONTROL = "random"  # the method whose runs are the control at each width
@@ -64,7 +65,7 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
     acc = acc.join(base[["score", "stderr"]].rename(columns={"score": "base", "stderr": "base_se"}),
                    on=["model", "variant", "benchmark"], how="inner")
     informative = (acc["base"] - acc["chance"]) > np.maximum(Z * acc["base_se"].fillna(0), NEAR_CHANCE)
-    acc = acc[informative & (acc["status"] == COMPLETED) & acc["score"].notna()]
+    acc = acc[informative & (acc["status"] == TrialStatus.COMPLETED.value) & acc["score"].notna()]
     acc = acc.assign(alive=_above_chance(acc["score"], acc["base"], acc["chance"], acc["stderr"]),
                      retention=(acc["score"] - acc["chance"]) / (acc["base"] - acc["chance"]))
 
@@ -106,7 +107,7 @@ def audit_summary(points: pd.DataFrame) -> pd.DataFrame:
     if len(groups) > 1:
         groups.append(((ALL, ""), points))
     for (model, variant), grp in groups:
-        for reference in ("baseline", "control"):
+        for reference in (BASELINE, "control"):
             col = f"ppl_x_{reference}"
             if grp[col].notna().any():
                 rows.append({"model": model, "variant": variant, "reference": reference,
@@ -134,7 +135,7 @@ def summary_text(summary: pd.DataFrame, points: pd.DataFrame, current: float = 3
         rec = (f"recommended threshold {r.recommended:.3g}" if math.isfinite(r.recommended)
                else f"no threshold supported yet (it must exceed {r.alive_max:.3g})")
         lines.append(f"  {name}: {r.points} runs, {r.dead_points} dead; {alive}, {dead}; {rec}")
-    wrong = would_stop(points, "baseline", current)
+    wrong = would_stop(points, BASELINE, current)
     lines.append(f"  ppl > {current:g} x baseline would stop {len(wrong)} of {len(points)} runs, "
                  f"{int(wrong['wrongly'].sum())} of them still above chance on some benchmark")
     return "early-stopping audit (stage-0 perplexity ratio vs downstream retention):\n" + "\n".join(lines)

@@ -1,7 +1,7 @@
 """The tidy table every source produces: a row per (run, benchmark), headline metric only.
 
 Each source (analysis.load, analysis.mlflow_io) only builds a RunInfo and a flat dict of values
-keyed like ``names.metric_key`` (``mmlu/acc``, ``mmlu/acc_stderr``); ``tidy_rows`` does the rest,
+keyed like ``glu_ray.vocab.metric_key`` (``mmlu/acc``, ``mmlu/acc_stderr``); ``tidy_rows`` does the rest,
 so metric choice, direction and chance are decided in one place (analysis.benchmarks).
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.benchmarks import BenchMeta
+from glu_ray.vocab import BASELINE, TrialStatus
 
 COLUMNS = (
     "model", "size", "variant", "method", "expansion_ratio", "pruning_pct", "width",
@@ -25,8 +26,7 @@ COLUMNS = (
 # Run-level costs (analysis.pareto), NaN where the source did not measure them: a sweep run with
 # --measure-efficiency has all three (energy only where the device has a counter).
 COST_COLUMNS = ("decode_tok_s", "params", "energy_j_per_tok")
-BASELINE = "baseline"
-COMPLETED = "completed"
+__all__ = ["BASELINE", "COLUMNS", "COST_COLUMNS", "RunInfo", "number", "size_label", "tidy_frame", "tidy_rows"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,11 @@ class RunInfo:
     model: str  # the unpruned model this run starts from; pairs a run with its baseline
     size: str  # parameter count label from the data (``1.24B``), never guessed from a name
     variant: str  # base | instruct
-    method: str  # importance metric, or 'baseline' for the unpruned model
+    method: str  # importance metric, or BASELINE for the unpruned model
     expansion_ratio: float
     pruning_pct: float
     width: float  # NaN where the source does not say
-    status: str = COMPLETED
+    status: str = TrialStatus.COMPLETED.value
     decode_tok_s: float = math.nan  # COST_COLUMNS: the efficiency stage's, batch 1
     params: float = math.nan
     energy_j_per_tok: float = math.nan

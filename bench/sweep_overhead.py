@@ -22,14 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glu_ray.sweep.driver import SweepOptions, run_sweep  # noqa: E402
 from glu_ray.cli.sweep import build_parser, grid_from_args  # noqa: E402
-from glu_ray.sweep.trial import STOPPED  # noqa: E402
+from glu_ray.vocab import STATUS, TRIAL_SECONDS, TrialStatus  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
 from full_grid import STUDY, TINY  # noqa: E402
 
 
 def trial_seconds(result) -> dict[str, float]:
-    return {t.name: result.rows[t.key]["trial/seconds"] for t in result.trials if t.key in result.rows}
+    return {t.name: result.rows[t.key][TRIAL_SECONDS] for t in result.trials if t.key in result.rows}
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
     print(f"  sum of per-trial compute   {sum(secs.values()):8.1f} s  (/{slots} slots = {ideal:.1f} s ideal)")
     print(f"  wall / ideal               {wall / ideal:8.2f}x   (target <= 1.3x)")
 
-    stopped = [t for t in result.trials if result.rows[t.key]["status"] == STOPPED]
+    stopped = [t for t in result.trials if result.rows[t.key][STATUS] is TrialStatus.STOPPED]
     if not stopped:
         print("no trial was stopped early: nothing to compare")
         return

@@ -1,4 +1,7 @@
-"""Metric and run names, built in one place so evaluation, tracking and analysis agree.
+"""The project's vocabulary in one place: trial statuses, result and MLflow keys, the baseline.
+
+Evaluation, the trial, the ledger, tracking, the CLI and ``analysis/`` all spell these through
+this module (tests/test_architecture.py greps the tree for stray spellings).
 
 MLflow keys allow letters, digits, ``_ - . / `` and spaces, never lm-eval's commas:
 lm-eval's ``results["mmlu"]["acc,none"]`` becomes ``mmlu/acc``; a non-default filter is kept as a
@@ -8,6 +11,74 @@ suffix (``gsm8k_cot/exact_match.strict-match``); stderrs end in ``_stderr``.
 from __future__ import annotations
 
 import re
+from enum import Enum
+
+
+class TrialStatus(str, Enum):
+    """What a trial's reports, ledger events and MLflow tags say about it.
+
+    A ``str`` enum: it is written to JSON and MLflow as its value and compares equal to it, so a
+    ledger written before the enum existed reads back unchanged.
+    """
+
+    RUNNING = "running"  # a stage reported, more to come
+    COMPLETED = "completed"
+    STOPPED = "stopped: catastrophic"  # stage-0 perplexity non-finite or above threshold x baseline
+    FAILED = "failed"
+    PENDING = "pending"  # no ledger row yet (results table only; never reported by a trial)
+
+    def __str__(self) -> str:
+        return self.value
+
+    # Hash as the string it equals (Enum hashes its name), so sets and dicts mix the two.
+    __hash__ = str.__hash__
+
+    @property
+    def final(self) -> bool:
+        """Finished for good: a rerun skips it (a failed trial is retried)."""
+        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
+
+    @property
+    def stopped(self) -> bool:
+        return self is TrialStatus.STOPPED
+
+
+# The unpruned model, wherever a metric (method) name is expected: trial keys, params, analysis.
+BASELINE = "baseline"
+
+# -- result keys a trial reports (and the ledger, MLflow and analysis read) ---------------------
+PPL_WORD = "ppl/word_perplexity"  # the stage-0 perplexity early stopping decides on
+PPL_BYTE = "ppl/byte_perplexity"
+PPL_SECONDS = "ppl/seconds"
+PPL_RATIO = "ppl/ratio_to_baseline"
+TRIAL_SECONDS = "trial/seconds"  # load + prune + evaluation so far
+PARAMS_KEPT, PRUNE_SECONDS, RANKING_CACHED = "params_kept", "prune_seconds", "ranking_cached"
+# Un-namespaced metrics that are ours (Ray adds its own, e.g. time_this_iter_s, pid).
+OWN_PLAIN_METRICS = (PARAMS_KEPT, PRUNE_SECONDS, RANKING_CACHED)
+
+
+def eval_seconds_key(stage: int) -> str:
+    return f"eval/seconds_stage{stage}"
+
+
+# -- identity and bookkeeping every report carries (logged as params, never as metrics) ---------
+TRIAL_KEY, MODEL, MODEL_NAME, METRIC = "trial_key", "model", "model_name", "metric"
+EXPANSION_RATIO, PRUNING_PCT, WIDTH = "expansion_ratio", "pruning_pct", "width"
+STAGE, STATUS = "stage", "status"
+IDENTITY = (TRIAL_KEY, MODEL, MODEL_NAME, METRIC, EXPANSION_RATIO, PRUNING_PCT, WIDTH)
+BOOKKEEPING = (STAGE, STATUS)
+
+# -- MLflow tags -----------------------------------------------------------------------------
+ROLE_TAG, STATUS_TAG, KEY_TAG, ERROR_TAG = "glu_ray.role", "glu_ray.status", "glu_ray.trial_key", "glu_ray.error"
+TRIAL_CONFIG_TAG = "glu_ray.trial_config"  # the TrialConfig as JSON: analysis reads it typed
+REPORT_TAG = "glu_ray.report"
+ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
+
+
+def role_filter(role: str) -> str:
+    """MLflow search filter for the sweep's parent run or its trial runs."""
+    return f"tags.`{ROLE_TAG}` = '{role}'"
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
@@ -23,12 +94,20 @@ def metric_key(benchmark: str, metric: str, filter_name: str = "none") -> str:
     return safe(f"{benchmark}/{metric}{suffix}")
 
 
+def is_own_metric(key: str, benchmark_keys: frozenset[str] | set[str] = frozenset()) -> bool:
+    """A key the trial reported, not one Ray added: the stage-0 and timing keys, the plain ones
+    above, or a benchmark's (``mmlu/acc``, ``mmlu/acc_stderr``) whose prefix is in ``benchmark_keys``."""
+    if key in OWN_PLAIN_METRICS or key in (PPL_WORD, PPL_BYTE, PPL_SECONDS, PPL_RATIO, TRIAL_SECONDS):
+        return True
+    if key.startswith("eval/seconds_stage") or is_efficiency_key(key):
+        return True
+    return key.partition("/")[0] in benchmark_keys
+
+
 def split_lm_eval_key(key: str) -> tuple[str, str]:
     """lm-eval's ``"acc,none"`` -> ("acc", "none"); ``"acc_stderr,none"`` -> ("acc_stderr", "none")."""
     metric, _, filter_name = key.partition(",")
     return metric, filter_name or "none"
-
-
 
 
 def ratio_label(ratio: float) -> str:
@@ -40,7 +119,7 @@ def trial_name(model_name: str, metric: str | None, ratio: float | None) -> str:
     """Readable run name: ``Llama-3.2-1B/maw/2.4x``; the unpruned baseline is ``<model>/baseline``."""
     short = model_name.rstrip("/").split("/")[-1]
     if metric is None or ratio is None:
-        return f"{short}/baseline"
+        return f"{short}/{BASELINE}"
     return f"{short}/{metric}/{ratio_label(ratio)}"
 
 

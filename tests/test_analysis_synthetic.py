@@ -12,6 +12,9 @@ from pathlib import Path
 from analysis import analyse, from_lm_eval, from_mlflow, sweep_run_id, write_report
 from analysis.tidy import COLUMNS
 from glu_ray.cli.main import main
+from glu_ray.pruning.widths import Width
+from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.vocab import TRIAL_CONFIG_TAG
 
 RATIOS = (3.2, 2.4, 1.6)  # pruned; the baseline sits at 4.0
 # benchmark -> (capability, chance, direction, baseline, pruned scores widest first)
@@ -96,15 +99,14 @@ def _log_sweep(uri: str, experiment: str) -> str:
     artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
     exp = client.create_experiment(experiment, artifact_location=artifacts.as_uri())
     parent = client.create_run(exp, tags={"glu_ray.role": "sweep"}).info.run_id
-    for ratio, method, status in [(4.0, "none", "completed"), (3.2, "maw", "completed"),
+    for ratio, method, status in [(4.0, None, "completed"), (3.2, "maw", "completed"),
                                   (2.4, "maw", "completed"), (1.6, "maw", "stopped: catastrophic")]:
-        run = client.create_run(exp, tags={"glu_ray.role": "trial", "mlflow.parentRunId": parent,
-                                           "glu_ray.status": status}).info.run_id
-        params = dict(model="/m/tiny", model_name="tiny", metric=method, expansion_ratio=ratio,
-                      pruning_pct=100 * (1 - ratio / 4), width=int(ratio * 64), suite="study", variant="base",
-                      hidden_size=64, intermediate_size=256, num_params=1_240_000_000)
-        for k, val in params.items():
-            client.log_param(run, k, val)
+        # hidden 10, intermediate 40: widths 32, 24, 16 are exactly the ratios 3.2, 2.4, 1.6
+        cfg = TrialConfig(model="/m/tiny", model_name="tiny", metric=method, width=Width(round(ratio * 10), 40, 10),
+                          num_params=1_240_000_000, variant="base", eval=EvalSpec(suite="study"))
+        tags = {"glu_ray.role": "trial", "mlflow.parentRunId": parent, "glu_ray.status": status,
+                TRIAL_CONFIG_TAG: json.dumps(cfg.to_dict())}
+        run = client.create_run(exp, tags=tags).info.run_id
         ppl = {4.0: 10.0, 3.2: 12.0, 2.4: 15.0, 1.6: 900.0}[ratio]
         client.log_metric(run, "wikitext/word_perplexity", ppl * 2, step=0)  # an earlier stage
         client.log_metric(run, "wikitext/word_perplexity", ppl, step=1)  # latest value wins

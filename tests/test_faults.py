@@ -70,7 +70,7 @@ def fault_sweep(tmp_path_factory):
         for c in pruned:
             if c.model == str(bad):
                 continue  # the corrupted model's baseline is enough
-            fault = PLAN[min(PCTS, key=lambda p: abs(p - c.pruning_pct))]
+            fault = PLAN[min(PCTS, key=lambda p: abs(p - c.width.pruning_pct))]
             if fault == "task_error":
                 c = replace(c, eval=replace(c.eval, tasks=("broken_mc",), tasks_dir=str(tasks)))
             elif fault:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from faultkit import REPO, assert_mlflow_matches_ledger, ended, kill_tree, offline_env, tiny_model, wait_until
-from glu_ray.sweep.ledger import FINAL, Ledger
+from glu_ray.sweep.ledger import Ledger
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 SECRETS = {"HF_TOKEN": "hf_gluRayTestSecret0123456789", "MLFLOW_TRACKING_TOKEN": "mlflowTestSecret9876543210",
@@ -57,7 +57,7 @@ def killed_and_rerun(tmp_path_factory):
         kill_tree(first)
     assert first.returncode != 0, "the first attempt ended on its own before it was killed"
     at_kill = Ledger(ledger).events()
-    done_at_kill = {e.key for e in at_kill if e.kind == "end" and e.status in FINAL}
+    done_at_kill = {e.key for e in at_kill if e.kind == "end" and e.status.final}
     assert 2 <= len(done_at_kill) < N_TRIALS, "the kill must land mid-sweep"
 
     trace = storage / "connect.trace"

@@ -23,11 +23,11 @@ def llama_1b_config_dir(tmp_path_factory):
 def test_study_grid_widths_and_one_shared_baseline(llama_1b_config_dir):
     grid = SweepGrid((ModelSpec(str(llama_1b_config_dir), "base"),), ("maw", "vow", "pon"), PCTS)
     baselines, pruned = build_trials(grid)
-    assert len(baselines) == 1 and baselines[0].is_baseline and baselines[0].width == 8192
-    assert sorted({t.width for t in pruned}, reverse=True) == [7373, 6554, 5735, 4916, 4096, 3277]
+    assert len(baselines) == 1 and baselines[0].is_baseline and baselines[0].width.width == 8192
+    assert sorted({t.width.width for t in pruned}, reverse=True) == [7373, 6554, 5735, 4916, 4096, 3277]
     assert len(pruned) == 18 and len({t.key for t in pruned}) == 18
-    t = next(t for t in pruned if t.width == 4916 and t.metric == "maw")
-    assert t.name == "Llama-3.2-1B/maw/2.4x" and abs(t.pruning_pct - 39.99) < 0.01
+    t = next(t for t in pruned if t.width.width == 4916 and t.metric == "maw")
+    assert t.name == "Llama-3.2-1B/maw/2.4x" and abs(t.width.pruning_pct - 39.99) < 0.01
     assert 1.2e9 < t.num_params < 1.3e9  # counted on the meta device, not guessed from the name
 
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import save_tiny_model
 from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.models.tiny import tiny_corpus
+from glu_ray.pruning.widths import Width
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 TRIALS, WARMUP, BOUND_MB = 24, 4, 120
@@ -52,9 +53,8 @@ def test_two_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypa
     rss = []
     for i in range(TRIALS):
         width = widths[i % len(widths)]
-        cfg = TrialConfig(model=str(model_dir), model_name="m", metric=("maw", "vow", "pon")[i % 3], width=width,
-                          expansion_ratio=width / 256, pruning_pct=100 * (1 - width / 1024), hidden_size=256,
-                          intermediate_size=1024, num_params=0, variant="base", eval=ev, threshold=1e9,
+        cfg = TrialConfig(model=str(model_dir), model_name="m", metric=("maw", "vow", "pon")[i % 3],
+                          width=Width(width, 1024, 256), num_params=0, variant="base", eval=ev, threshold=1e9,
                           baseline_ppl=None, ranking_cache=str(tmp_path / "rankings"))
         trainable.run_trial({"trial": cfg.to_dict()})
         gc.collect()

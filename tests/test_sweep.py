@@ -76,7 +76,7 @@ def test_reports_carry_identity_and_baselines_are_shared(sweep):
     result, _, _ = sweep
     for t in result.trials:
         row = result.rows[t.key]
-        assert (row["model"], row["width"], row["metric"]) == (t.model, t.width, t.metric or "none")
+        assert (row["model"], row["width"], row["metric"]) == (t.model, t.width.width, t.method)
         assert row["params_kept"] > 0
     assert sum(t.is_baseline for t in result.trials) == 2
     a_base = next(t for t in result.trials if t.is_baseline and t.model_name == "tiny-a")

@@ -137,9 +137,9 @@ def test_each_trial_run_has_its_lm_eval_results_config_and_widths(tracked, tmp_p
         names = {f.path for f in client.list_artifacts(run.info.run_id)}
         assert names == {"config.json", "widths.json", "lm_eval_results.json"}, run.info.run_name
         local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
-        assert json.loads((local / "config.json").read_text())["intermediate_size"] == trial.width
+        assert json.loads((local / "config.json").read_text())["intermediate_size"] == trial.width.width
         widths = json.loads((local / "widths.json").read_text())
-        assert widths == {"original": 128, "layers": [trial.width, trial.width]}
+        assert widths == {"original": 128, "layers": [trial.width.width, trial.width.width]}
         raw = json.loads((local / "lm_eval_results.json").read_text())
         assert set(raw) == {"stage1", "stage2"}
         assert "tiny_mc" in raw["stage1"]["results"] and "tiny_wikitext" in raw["stage2"]["results"]

@@ -19,6 +19,7 @@ from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.driver import SweepOptions
 from glu_ray.pruning.widths import TargetWidth
+from glu_ray.vocab import ERROR_TAG, TrialStatus
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,11 @@ def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     table = results_table(result.trials, result.rows)
     print("\n" + format_table(table))
     print(f"\n{len(table)} trials: {trial_status_counts(table)}")
-    failed = int((table["status"] == "failed").sum())
+    failed = int((table["status"] == TrialStatus.FAILED).sum())
     if not result.finished:
         print("sweep interrupted: rerun the same command to resume (finished trials are kept)")
     elif failed:
-        print(f"{failed} trial(s) failed (errors in MLflow's glu_ray.error tag and {result.experiment_dir}/ledger.jsonl);"
+        print(f"{failed} trial(s) failed (errors in MLflow's {ERROR_TAG} tag and {result.experiment_dir}/ledger.jsonl);"
               " rerun the same command to retry only those")
     print(f"results: {result.experiment_dir}\nbrowse:  glu-ray ui --tracking-uri {result.tracking_uri}")
     # Non-zero unless every trial completed or was stopped, so scripts and CI notice failures.

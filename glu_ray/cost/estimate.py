@@ -24,16 +24,15 @@ def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
 def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpu_memory_gb: float = 141.0) -> int:
     """Cost every trial of ``grid`` with glu_ray.cost.gpu_cost and print the table; returns 0."""
     from glu_ray.cost.gpu_cost import estimate_sweep, load_profile, trial_from_config
-    from glu_ray.evaluation.suites import load_suite
 
     baselines, pruned = build_trials(grid, load_config=config_or_snapshot)
     costs = []
     for base in baselines:
-        suite = load_suite(base.eval.suite, tasks=base.eval.tasks, tasks_dir=base.eval.tasks_dir)
+        suite = base.eval.load_suite()
         frac = opts.gpu_fraction or gpu_fraction(base.num_params, int(gpu_memory_gb * 2**30))
         tasks = tuple(b.task for b in suite.benchmarks)
         root = trial_from_config(config_or_snapshot(base.model), name=base.name, model=base.model_name,
-                                 width=base.width, benchmarks=tasks, gpu_fraction=frac, baseline=True)
-        costs += [root] + [root.pruned(t.name, t.width) for t in pruned if t.model == base.model]
+                                 width=base.width.width, benchmarks=tasks, gpu_fraction=frac, baseline=True)
+        costs += [root] + [root.pruned(t.name, t.width.width) for t in pruned if t.model == base.model]
     print(estimate_sweep(costs, load_profile(), stopped_fraction=stopped_fraction).table())
     return 0

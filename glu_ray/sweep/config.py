@@ -1,14 +1,18 @@
 """Typed, frozen configuration at the library's boundaries.
 
 Ray Tune passes trials a flat dict; ``TrialConfig.from_dict`` is the only place that dict is
-read, so the rest of the library sees typed fields.
+read, so the rest of the library sees typed fields: the width as a ``Width`` (ratio and
+percentage are its properties, never stored twice), the suite loaded once per ``EvalSpec``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
-from glu_ray.vocab import trial_name
+from glu_ray.evaluation.suites import Suite, load_suite
+from glu_ray.pruning.widths import Width
+from glu_ray.vocab import BASELINE, EXPANSION_RATIO, METRIC, MODEL, MODEL_NAME, PRUNING_PCT, TRIAL_KEY, WIDTH, trial_name
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,15 @@ class EvalSpec:
     ppl_text: str | None = None  # stage-0 text: None -> lm-eval's wikitext; or a local file
     ppl_max_docs: int | None = None  # cap on stage-0 documents (a cheap stage stays cheap)
 
+    def load_suite(self) -> Suite:
+        """The suite this spec names, with its task subset: loaded (and checked) once per spec."""
+        return _suite(self.suite, self.tasks, self.tasks_dir)
+
+
+@lru_cache(maxsize=64)
+def _suite(name: str, tasks: tuple[str, ...] | None, tasks_dir: str | None) -> Suite:
+    return load_suite(name, tasks=tasks, tasks_dir=tasks_dir)
+
 
 @dataclass(frozen=True)
 class TrialConfig:
@@ -32,11 +45,7 @@ class TrialConfig:
     model: str
     model_name: str
     metric: str | None
-    width: int
-    expansion_ratio: float
-    pruning_pct: float
-    hidden_size: int
-    intermediate_size: int
+    width: Width  # the width reached, with the model's native sizes (the baseline: width = intermediate)
     num_params: int
     variant: str  # "base" or "instruct", from the suite chosen for the model
     eval: EvalSpec
@@ -47,25 +56,28 @@ class TrialConfig:
     trust_remote_code: bool = False
     ranking_cache: str | None = None  # folder shared by trials: one ranking per (model, metric)
     artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
-    fault: str | None = None  # tests only: inject a named fault (see trainable.FAULTS)
+    fault: str | None = None  # tests only: inject a named fault (see trial.FAULTS)
 
     @property
     def is_baseline(self) -> bool:
         return self.metric is None
 
     @property
+    def method(self) -> str:
+        """The importance metric, or BASELINE for the unpruned model: what params and analysis say."""
+        return self.metric or BASELINE
+
+    @property
     def key(self) -> str:
         """Stable identity across reruns: what resume and tracking match on."""
-        return f"{self.model}|{self.metric or 'baseline'}|{self.width}"
+        return f"{self.model}|{self.method}|{self.width.width}"
 
     @property
     def name(self) -> str:
-        return trial_name(self.model_name, self.metric, None if self.is_baseline else self.expansion_ratio)
+        return trial_name(self.model_name, self.metric, None if self.is_baseline else self.width.expansion_ratio)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["eval"] = asdict(self.eval)
-        return d
+        return asdict(self)  # nested: {"width": {...}, "eval": {...}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -76,16 +88,16 @@ class TrialConfig:
         ev = dict(d["eval"])
         if ev.get("tasks") is not None:
             ev["tasks"] = tuple(ev["tasks"])
-        return cls(**{**d, "eval": EvalSpec(**ev)})
+        return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev)})
 
     def identity(self) -> dict:
         """What every report carries, so a result row stands on its own."""
         return {
-            "trial_key": self.key,
-            "model": self.model,
-            "model_name": self.model_name,
-            "metric": self.metric or "none",
-            "expansion_ratio": round(self.expansion_ratio, 4),
-            "pruning_pct": round(self.pruning_pct, 3),
-            "width": self.width,
+            TRIAL_KEY: self.key,
+            MODEL: self.model,
+            MODEL_NAME: self.model_name,
+            METRIC: self.method,
+            EXPANSION_RATIO: self.width.expansion_ratio,
+            PRUNING_PCT: self.width.pruning_pct,
+            WIDTH: self.width.width,
         }

@@ -21,7 +21,7 @@ from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.results import results_table
-from glu_ray.sweep.trial import PPL_KEY
+from glu_ray.vocab import PPL_WORD
 
 log = logging.getLogger("glu_ray")
 
@@ -63,7 +63,7 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
 
     _run_phase("baselines", baselines, ledger, tracker, opts, root)
     done = ledger.results()  # read once: the ledger is a file
-    ppl = {c.model: done.get(c.key, {}).get(PPL_KEY) for c in baselines}
+    ppl = {c.model: done.get(c.key, {}).get(PPL_WORD) for c in baselines}
     pruned = [replace(c, baseline_ppl=_finite(ppl.get(c.model)), ranking_cache=cache) for c in pruned]
     configs.update({c.key: c for c in pruned})
     _run_phase("grid", pruned, ledger, tracker, opts, root)

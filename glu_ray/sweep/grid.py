@@ -16,7 +16,7 @@ from glu_ray.errors import GluRayError
 from glu_ray.pruning.importance import get_metric
 from glu_ray.models.fetch import resolve_model_source
 from glu_ray.models.loading import check_glu_config, param_count
-from glu_ray.pruning.widths import TargetWidth, resolve_width
+from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class SweepGrid:
     threshold: float = 3.0
     seed: int = 0
     trust_remote_code: bool = False
-    faults: tuple[tuple[str, str], ...] = ()  # tests only: (trial name, trainable.FAULTS name)
+    faults: tuple[tuple[str, str], ...] = ()  # tests only: (trial name, trial.FAULTS name)
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,21 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
 
     ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
     """
-    from glu_ray.evaluation.suites import load_suite
-
     if grid.threshold <= 1:
         raise GluRayError(f"threshold must be > 1 (a multiple of the baseline perplexity); got {grid.threshold}")
     for m in grid.metrics:
         get_metric(m)
-    for spec in grid.models:
-        load_suite(spec.suite, tasks=grid.eval.tasks, tasks_dir=grid.eval.tasks_dir)
+    evals = {spec: _eval_for(grid, spec) for spec in grid.models}
+    for ev in evals.values():
+        ev.load_suite()  # checked (and cached) before any model config is read
     baselines, pruned = [], []
     for spec in grid.models:
         info = inspect_model(spec, grid.trust_remote_code, load_config)
-        widths = sorted({resolve_width(t, info.intermediate, info.hidden).width for t in grid.targets}, reverse=True)
-        base = _trial(grid, spec, info, None, info.intermediate)
-        baselines.append(base)
-        pruned += [_trial(grid, spec, info, m, w) for m in grid.metrics for w in widths if w < info.intermediate]
+        widths = {resolve_width(t, info.intermediate, info.hidden) for t in grid.targets}
+        native = Width(info.intermediate, info.intermediate, info.hidden)
+        baselines.append(_trial(grid, spec, evals[spec], info, None, native))
+        pruned += [_trial(grid, spec, evals[spec], info, m, w) for m in grid.metrics
+                   for w in sorted(widths, key=lambda w: w.width, reverse=True) if w.width < info.intermediate]
     return baselines, pruned
 
 
@@ -93,18 +93,18 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve())
 
 
-def _trial(grid: SweepGrid, spec: ModelSpec, info: ModelInfo, metric: str | None, width: int) -> TrialConfig:
-    ev = replace(grid.eval, suite=spec.suite, ppl_text=_absolute(grid.eval.ppl_text),
-                 tasks_dir=_absolute(grid.eval.tasks_dir))
+def _eval_for(grid: SweepGrid, spec: ModelSpec) -> EvalSpec:
+    return replace(grid.eval, suite=spec.suite, ppl_text=_absolute(grid.eval.ppl_text),
+                   tasks_dir=_absolute(grid.eval.tasks_dir))
+
+
+def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metric: str | None,
+           width: Width) -> TrialConfig:
     cfg = TrialConfig(
         model=_absolute(info.source),
         model_name=info.name,
         metric=metric,
         width=width,
-        expansion_ratio=width / info.hidden,
-        pruning_pct=100 * (1 - width / info.intermediate),
-        hidden_size=info.hidden,
-        intermediate_size=info.intermediate,
         num_params=info.num_params,
         variant="instruct" if spec.suite == "instruct" else "base",
         eval=ev,

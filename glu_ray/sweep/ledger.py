@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-FINAL = ("completed", "stopped: catastrophic")
+from glu_ray.vocab import STATUS, TrialStatus
 
 
 def _clean(value):
@@ -32,8 +32,11 @@ class Event:
     key: str  # TrialConfig.key
     kind: str  # "result" (one per stage) or "end"
     stage: int | None
-    status: str
+    status: TrialStatus
     data: dict  # metrics and identity for results; {"error": ...} for failed ends
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", TrialStatus(self.status))  # a plain string is accepted
 
 
 class Ledger:
@@ -54,7 +57,7 @@ class Ledger:
                     os.fsync(f.fileno())
 
     def append(self, event: Event) -> None:
-        line = json.dumps({"key": event.key, "kind": event.kind, "stage": event.stage, "status": event.status,
+        line = json.dumps({"key": event.key, "kind": event.kind, "stage": event.stage, "status": event.status.value,
                            "data": {k: _clean(v) for k, v in event.data.items()}})
         if not self._tail_checked:
             self._end_torn_line()
@@ -76,9 +79,9 @@ class Ledger:
             out.append(Event(d["key"], d["kind"], d["stage"], d["status"], {k: _restore(v) for k, v in d["data"].items()}))
         return out
 
-    def finished(self) -> dict[str, str]:
+    def finished(self) -> dict[str, TrialStatus]:
         """Trial key -> final status, for trials that completed or were stopped."""
-        return {e.key: e.status for e in self.events() if e.kind == "end" and e.status in FINAL}
+        return {e.key: e.status for e in self.events() if e.kind == "end" and e.status.final}
 
     def results(self) -> dict[str, dict]:
         """Trial key -> merged metrics of its latest attempt, plus its status (last one wins)."""
@@ -88,5 +91,5 @@ class Ledger:
                 rows[e.key] = {}  # a new attempt starts at stage 0: forget a failed one's stages
             row = rows.setdefault(e.key, {})
             row.update(e.data)
-            row["status"] = e.status
+            row[STATUS] = e.status
         return rows

@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from glu_ray.vocab import metric_key, ratio_label
-from glu_ray.sweep.trial import PPL_KEY
+from glu_ray.vocab import PPL_RATIO, PPL_WORD, STATUS, TrialStatus, ratio_label
 
 
 def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
-    """Trials in grid order; a trial with no ledger row yet is 'pending'."""
-    from glu_ray.evaluation.suites import load_suite
-
+    """Trials in grid order; a trial with no ledger row yet is PENDING."""
     records = []
     for cfg in trials:
         row = rows.get(cfg.key, {})
         rec = {
             "trial": cfg.name,
-            "status": row.get("status", "pending"),
-            "width": cfg.width,
-            "ratio": ratio_label(cfg.expansion_ratio),
-            "pruned_%": round(cfg.pruning_pct, 1),
-            "ppl": row.get(PPL_KEY),
-            "ppl_x": row.get("ppl/ratio_to_baseline"),
+            "status": TrialStatus(row.get(STATUS, TrialStatus.PENDING)).value,
+            "width": cfg.width.width,
+            "ratio": ratio_label(cfg.width.expansion_ratio),
+            "pruned_%": round(cfg.width.pruning_pct, 1),
+            "ppl": row.get(PPL_WORD),
+            "ppl_x": row.get(PPL_RATIO),
         }
-        suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
-        for b in suite.benchmarks:
-            rec[f"{b.name}/{b.metric}"] = row.get(metric_key(b.name, b.metric, b.filter))
+        for b in cfg.eval.load_suite().benchmarks:  # cached: one load per EvalSpec
+            rec[f"{b.name}/{b.metric}"] = row.get(b.key)
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -37,5 +33,3 @@ def format_table(df: pd.DataFrame) -> str:
 
 def trial_status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
-
-

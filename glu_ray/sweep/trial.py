@@ -18,14 +18,13 @@ from typing import Callable
 import torch
 
 from glu_ray.tracking import artifacts as trial_artifacts
+from glu_ray.evaluation.suites import STAGES
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.models.loading import glu_layers, load_model, param_count
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.ranking_cache import cached_rank
-from glu_ray.pruning.widths import Width
-
-COMPLETED, STOPPED, FAILED = "completed", "stopped: catastrophic", "failed"
-PPL_KEY = "ppl/word_perplexity"
+from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS, RANKING_CACHED,
+                           STAGE, STATUS, TRIAL_SECONDS, TrialStatus, eval_seconds_key)
 
 
 @torch.no_grad()
@@ -78,19 +77,19 @@ def run_trial(config: dict) -> None:
     model = tok = None
     try:
         model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-        ident = {**cfg.identity(), "params_kept": param_count(model)}
+        ident = {**cfg.identity(), PARAMS_KEPT: param_count(model)}
         if not cfg.is_baseline:
             ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed)
-            report = prune(model, ranking, Width(cfg.width, cfg.intermediate_size, cfg.hidden_size))
-            ident.update(params_kept=report.params_after, ranking_cached=int(cached), prune_seconds=report.seconds)
-        trial_artifacts.start(cfg.artifact_dir, model, cfg.intermediate_size)  # logged by the driver at the end
+            report = prune(model, ranking, cfg.width)
+            ident.update({PARAMS_KEPT: report.params_after, RANKING_CACHED: int(cached), PRUNE_SECONDS: report.seconds})
+        trial_artifacts.start(cfg.artifact_dir, model, cfg.width.intermediate)  # logged by the driver at the end
         if cfg.fault:
             FAULTS[cfg.fault](model)
         save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
         for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
-            tune.report({**ident, **metrics, "trial/seconds": elapsed, "stage": stage, "status": status})
-            if status != "running":
+            tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, STAGE: stage, STATUS: status.value})
+            if status is not TrialStatus.RUNNING:
                 return
     finally:
         del model, tok
@@ -100,23 +99,23 @@ def run_trial(config: dict) -> None:
 
 
 def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None):
-    """Yield (stage, metrics, status) after each stage; status 'running' until the last.
+    """Yield (stage, metrics, TrialStatus) after each stage; RUNNING until the last.
     ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded."""
     from glu_ray.evaluation.harness import run_suite
     from glu_ray.evaluation.perplexity import fast_perplexity
-    from glu_ray.evaluation.suites import load_suite
 
-    suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
+    suite = cfg.eval.load_suite()
     max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
     docs = _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs)
     ppl = _with_oom_retry(lambda bs: fast_perplexity(model, tok, docs, max_length=max_length, batch_size=bs),
                           cfg.eval.batch_size)
-    stage0 = {PPL_KEY: ppl.word_perplexity, "ppl/byte_perplexity": ppl.byte_perplexity, "ppl/seconds": ppl.seconds}
+    stage0 = {PPL_WORD: ppl.word_perplexity, PPL_BYTE: ppl.byte_perplexity, PPL_SECONDS: ppl.seconds,
+              PPL_RATIO: _ratio(cfg, ppl.word_perplexity)}
     if is_catastrophic(cfg, ppl.word_perplexity):
-        yield 0, {**stage0, "ppl/ratio_to_baseline": _ratio(cfg, ppl.word_perplexity)}, STOPPED
+        yield 0, stage0, TrialStatus.STOPPED
         return
-    stages = [s for s in ("cheap", "full") if suite.stage(s)]
-    yield 0, {**stage0, "ppl/ratio_to_baseline": _ratio(cfg, ppl.word_perplexity)}, "running" if stages else COMPLETED
+    stages = [s for s in STAGES if suite.stage(s)]
+    yield 0, stage0, TrialStatus.RUNNING if stages else TrialStatus.COMPLETED
     for i, stage in enumerate(stages, start=1):
         result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,
                                                        batch_size=bs, max_length=max_length, seed=1234 + cfg.seed),
@@ -124,7 +123,8 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
         last = i == len(stages)
         if on_raw:
             on_raw(i, result.raw)
-        yield i, {**result.metrics, f"eval/seconds_stage{i}": result.seconds}, COMPLETED if last else "running"
+        yield i, {**result.metrics, eval_seconds_key(i): result.seconds}, \
+            TrialStatus.COMPLETED if last else TrialStatus.RUNNING
 
 
 def is_catastrophic(cfg: TrialConfig, ppl: float) -> bool:

@@ -13,7 +13,8 @@ from ray.tune import Callback
 
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.sweep.ledger import Event, Ledger
-from glu_ray.tracking.runs import IDENTITY, Tracker, metrics_of
+from glu_ray.tracking.runs import Tracker, metrics_of
+from glu_ray.vocab import BOOKKEEPING, IDENTITY, STAGE, STATUS, TrialStatus, is_own_metric, safe
 
 log = logging.getLogger("glu_ray")
 
@@ -52,24 +53,25 @@ class TrackingCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         cfg = self._cfg(trial)
         numeric = metrics_of(result)
-        data = {k: result[k] for k in result if k in IDENTITY or (k in numeric and _ours(k))}
-        stage, status = int(result["stage"]), str(result["status"])
+        ours = own_metrics(cfg)
+        data = {k: result[k] for k in result if k in IDENTITY or k in BOOKKEEPING or (k in numeric and ours(k))}
+        stage, status = int(result[STAGE]), TrialStatus(result[STATUS])
         self.ledger.append(Event(cfg.key, "result", stage, status, data))
         self.last[trial.trial_id] = data
         if trial.trial_id in self.runs:
             self._track(self.tracker.log_stage, self.runs[trial.trial_id], stage, data)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        status = self.last.get(trial.trial_id, {}).get("status", "failed")
-        if status == "running":  # ended without its final report: Tune stopped it
-            status = "failed"
-        self._end(trial, status, None if status != "failed" else "trial ended before its last stage")
+        status = TrialStatus(self.last.get(trial.trial_id, {}).get(STATUS, TrialStatus.FAILED))
+        if status is TrialStatus.RUNNING:  # ended without its final report: Tune stopped it
+            status = TrialStatus.FAILED
+        self._end(trial, status, None if status is not TrialStatus.FAILED else "trial ended before its last stage")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         err = _error_text(trial) or "trial raised"
-        self._end(trial, "failed", _last_line(str(err)))
+        self._end(trial, TrialStatus.FAILED, _last_line(str(err)))
 
-    def _end(self, trial, status: str, error: str | None) -> None:
+    def _end(self, trial, status: TrialStatus, error: str | None) -> None:
         cfg = self._cfg(trial)
         self.ledger.append(Event(cfg.key, "end", None, status, {"error": error} if error else {}))
         run_id = self.runs.pop(trial.trial_id, None)
@@ -79,9 +81,11 @@ class TrackingCallback(Callback):
             self._track(self.tracker.end_trial, run_id, status, error)
 
 
-def _ours(key: str) -> bool:
-    # Our metrics are namespaced ("ppl/...", "mmlu/acc") or named here; Ray's own (time_*, pid) are not.
-    return "/" in key or key in ("params_kept", "prune_seconds", "ranking_cached")
+def own_metrics(cfg: TrialConfig):
+    """``key -> bool``: a metric the trial reported (its stage-0 and timing keys, its suite's
+    benchmarks), not one Ray added to the result (time_this_iter_s, pid, ...)."""
+    names = frozenset(safe(n) for n in cfg.eval.load_suite().names)
+    return lambda key: is_own_metric(key, names)
 
 
 def _error_text(trial) -> str | None:

@@ -11,6 +11,7 @@ a returning server never duplicate. Nothing that looks like a credential is ever
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,14 +21,14 @@ import time
 from pathlib import Path
 
 from glu_ray.sweep.config import TrialConfig
-from glu_ray.sweep.ledger import FINAL, Ledger
+from glu_ray.sweep.ledger import Ledger
+from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, IDENTITY, KEY_TAG, PARAMS_KEPT, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL,
+                           STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus)
 
 log = logging.getLogger("glu_ray")
 
-ROLE, STATUS, KEY = "glu_ray.role", "glu_ray.status", "glu_ray.trial_key"
-_RUN_STATE = {"completed": "FINISHED", "stopped: catastrophic": "FINISHED", "failed": "FAILED"}
 # Result fields that are identity or bookkeeping, logged as params rather than metrics.
-IDENTITY = ("trial_key", "model", "model_name", "metric", "expansion_ratio", "pruning_pct", "width", "status", "stage")
+_NOT_METRICS = frozenset(IDENTITY + BOOKKEEPING)
 
 
 def default_tracking_uri(storage: str | Path) -> str:
@@ -134,9 +135,9 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
 
     p = {
         "model": cfg.model, "model_name": cfg.model_name, "revision": cfg.revision or "main",
-        "metric": cfg.metric or "none", "expansion_ratio": f"{cfg.expansion_ratio:.4f}",
-        "pruning_pct": f"{cfg.pruning_pct:.3f}", "width": cfg.width, "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size, "num_params": cfg.num_params, "variant": cfg.variant,
+        "metric": cfg.method, "expansion_ratio": cfg.width.expansion_ratio,
+        "pruning_pct": cfg.width.pruning_pct, "width": cfg.width.width, "hidden_size": cfg.width.hidden,
+        "intermediate_size": cfg.width.intermediate, "num_params": cfg.num_params, "variant": cfg.variant,
         "suite": cfg.eval.suite, "tasks": ",".join(cfg.eval.tasks or ()) or "all", "limit": cfg.eval.limit,
         "batch_size": cfg.eval.batch_size, "max_length": cfg.eval.max_length, "threshold": cfg.threshold,
         "baseline_ppl": cfg.baseline_ppl, "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
@@ -147,16 +148,14 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
 
 def suite_params(cfg: TrialConfig) -> dict[str, str]:
     """Few-shot settings as one filterable string (``mmlu:5,gsm8k_cot:8``) and the chat template."""
-    from glu_ray.evaluation.suites import load_suite
-
-    suite = load_suite(cfg.eval.suite, tasks=cfg.eval.tasks, tasks_dir=cfg.eval.tasks_dir)
+    suite = cfg.eval.load_suite()
     return {"fewshot": ",".join(f"{b.name}:{b.num_fewshot}" for b in suite.benchmarks),
             "chat_template": str(suite.apply_chat_template)}
 
 
 def metrics_of(data: dict) -> dict[str, float]:
     return {k: float(v) for k, v in data.items()
-            if k not in IDENTITY and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 class Tracker:
@@ -192,12 +191,12 @@ class Tracker:
 
     def start_sweep(self, name: str, params: dict[str, str]) -> str:
         """The sweep's parent run; a rerun of the same sweep reopens it."""
-        found = self._find(ROLE, "sweep")
+        found = self._find(ROLE_TAG, ROLE_SWEEP)
         if found:
             self.parent_id = found[-1].info.run_id
             self.client.update_run(self.parent_id, status="RUNNING")
         else:
-            run = self.client.create_run(self.experiment_id, run_name=name, tags={ROLE: "sweep"})
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={ROLE_TAG: ROLE_SWEEP})
             self.parent_id = run.info.run_id
             params = {**params, **hardware()}
             self._log(self.parent_id, params={k: str(v)[:6000] for k, v in params.items()})
@@ -247,21 +246,22 @@ class Tracker:
 
     def trial_run(self, cfg: TrialConfig, *, fresh: bool) -> str:
         """The trial's child run. ``fresh`` drops a half-written run left by an interrupted attempt."""
-        runs = self._find(KEY, cfg.key)
-        keep = [r for r in runs if r.data.tags.get(STATUS) in FINAL]
+        runs = self._find(KEY_TAG, cfg.key)
+        keep = [r for r in runs if _status_of(r) in (TrialStatus.COMPLETED, TrialStatus.STOPPED)]
         if keep and not fresh:
             return keep[-1].info.run_id
         for r in runs:
             if r not in keep or fresh:
                 self.client.delete_run(r.info.run_id)
-        tags = {ROLE: "trial", KEY: cfg.key, STATUS: "running", "mlflow.parentRunId": self.parent_id or ""}
+        tags = {ROLE_TAG: ROLE_TRIAL, KEY_TAG: cfg.key, STATUS_TAG: TrialStatus.RUNNING.value,
+                TRIAL_CONFIG_TAG: json.dumps(cfg.to_dict()), "mlflow.parentRunId": self.parent_id or ""}
         run = self.client.create_run(self.experiment_id, run_name=cfg.name, tags=tags)
         self._log(run.info.run_id, params=trial_params(cfg))
         return run.info.run_id
 
     def log_stage(self, run_id: str, stage: int, data: dict) -> None:
         # Parameters kept is known only once the trial has pruned; every stage reports it.
-        params = {"params_kept": str(int(data["params_kept"]))} if stage == 0 and "params_kept" in data else None
+        params = {PARAMS_KEPT: str(int(data[PARAMS_KEPT]))} if stage == 0 and PARAMS_KEPT in data else None
         self._log(run_id, metrics=metrics_of(data), params=params, step=stage)
 
     def log_trial_artifacts(self, run_id: str, folder: str | None) -> None:
@@ -272,11 +272,11 @@ class Tracker:
             clean = scrubbed_copy(Path(folder), Path(tmp) / "trial", self.secrets)
             self.client.log_artifacts(run_id, str(clean))
 
-    def end_trial(self, run_id: str, status: str, error: str | None = None) -> None:
-        tags = {STATUS: status, **({"glu_ray.error": error[:5000]} if error else {})}
+    def end_trial(self, run_id: str, status: TrialStatus, error: str | None = None) -> None:
+        tags = {STATUS_TAG: TrialStatus(status).value, **({ERROR_TAG: error[:5000]} if error else {})}
         # The status tag is what ``sync`` trusts, so it is the last write: a driver or server lost
         # between the two leaves a run that sync rewrites, never one tagged final but still RUNNING.
-        self.client.set_terminated(run_id, _RUN_STATE.get(status, "FAILED"))
+        self.client.set_terminated(run_id, "FINISHED" if TrialStatus(status).final else "FAILED")
         self._log(run_id, tags=tags)
 
     def _log(self, run_id: str, *, params=None, metrics=None, tags=None, step: int = 0) -> None:
@@ -293,7 +293,7 @@ class Tracker:
     # -- replay --------------------------------------------------------------------------
     def sync(self, ledger: Ledger, configs: dict[str, TrialConfig]) -> int:
         """Make MLflow match the ledger for every trial that ended; returns runs rewritten."""
-        tracked = {r.data.tags.get(KEY): r.data.tags.get(STATUS) for r in self._find(ROLE, "trial")}
+        tracked = {r.data.tags.get(KEY_TAG): _status_of(r) for r in self._find(ROLE_TAG, ROLE_TRIAL)}
         events = ledger.events()
         ends = {e.key: e for e in events if e.kind == "end"}
         rewritten = 0
@@ -307,6 +307,11 @@ class Tracker:
             self.end_trial(run_id, end.status, end.data.get("error"))
             rewritten += 1
         return rewritten
+
+
+def _status_of(run) -> TrialStatus | None:
+    tag = run.data.tags.get(STATUS_TAG)
+    return TrialStatus(tag) if tag in TrialStatus._value2member_map_ else None
 
 
 def latest_attempt(events, key: str) -> list:

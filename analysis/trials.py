@@ -1,0 +1,56 @@
+"""A sweep's trials -> the tidy table, from typed values only.
+
+Each trial is its ``TrialConfig`` (the sweep's own object, or the JSON copy every MLflow trial run
+carries in its ``glu_ray.trial_config`` tag, read back with ``TrialConfig.from_dict``) plus its
+values and status. Nothing here parses a number back out of a display string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from analysis.benchmarks import STAGE0, benchmark_meta
+from analysis.tidy import RunInfo, number, size_label, tidy_frame, tidy_rows
+from glu_ray.sweep.config import TrialConfig
+from glu_ray.vocab import DECODE_TOK_S, ENERGY_J_PER_TOK, PARAMS_KEPT, PARAMS_TOTAL, STATUS, TrialStatus, efficiency_key
+
+PARETO_BATCH = 1  # the study's throughput figure: one request at a time
+
+
+def trial_info(cfg: TrialConfig, status: TrialStatus, values: Mapping[str, float] | None = None) -> RunInfo:
+    values = values or {}
+    return RunInfo(
+        model=cfg.model_name,
+        size=size_label(cfg.num_params),
+        variant=cfg.variant,
+        method=cfg.method,
+        expansion_ratio=cfg.width.expansion_ratio,
+        pruning_pct=cfg.width.pruning_pct,
+        width=cfg.width.width,
+        status=TrialStatus(status).value,
+        decode_tok_s=number(values.get(efficiency_key(DECODE_TOK_S, PARETO_BATCH))),
+        # Parameters are known without the efficiency stage too: the trial reports what it kept.
+        params=number(values.get(efficiency_key(PARAMS_TOTAL), values.get(PARAMS_KEPT))),
+        energy_j_per_tok=number(values.get(efficiency_key(ENERGY_J_PER_TOK, PARETO_BATCH))),
+    )
+
+
+def trial_rows(cfg: TrialConfig, values: Mapping[str, float], status: TrialStatus) -> list[dict]:
+    """Tidy rows of one trial. A trial stopped early keeps rows for the benchmarks it never
+    reached (score NaN): fragility reads them as a floor, not as missing data."""
+    status = TrialStatus(status)
+    meta = {**benchmark_meta(cfg.eval.suite), STAGE0.name: STAGE0}  # stage 0's perplexity is a benchmark too
+    return tidy_rows(trial_info(cfg, status, values), values, meta, keep_missing=status.stopped)
+
+
+def from_sweep(trials: Iterable[TrialConfig], rows: Mapping[str, Mapping]) -> pd.DataFrame:
+    """The sweep's own result: its trials and their ledger rows (``Ledger.results()``); trials
+    with no row yet are left out."""
+    out: list[dict] = []
+    for cfg in trials:
+        row = rows.get(cfg.key)
+        if row is not None:
+            out += trial_rows(cfg, row, row[STATUS])
+    return tidy_frame(out)
