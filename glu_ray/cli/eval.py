@@ -85,7 +85,7 @@ def _limit(text: str) -> int | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glu_ray.evaluation.harness import check_tasks, format_table, run_suite
+    from glu_ray.evaluation.harness import check_data, check_tasks, format_table, run_suite
     from glu_ray.models.loading import load_model
 
     # Suite, task names and task folder are all checked before any weight is read.
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if not benchmarks:
         raise GluRayError(f"suite {suite.name!r} has no {args.stage} benchmarks among those selected")
     check_tasks(suite, benchmarks)
+    check_data(suite)
     out = Path(args.out)
     if not out.parent.exists():
         raise GluRayError(f"--out folder {out.parent} does not exist")

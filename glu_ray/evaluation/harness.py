@@ -20,6 +20,7 @@ from typing import Iterable, Mapping
 import torch
 
 from glu_ray.errors import GluRayError
+from glu_ray.evaluation.benchmarks import check_benchmarks
 from glu_ray.vocab import metric_key, split_lm_eval_key
 from glu_ray.evaluation.suites import Benchmark, Suite
 
@@ -57,6 +58,12 @@ def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> 
         raise GluRayError(f"unknown lm-eval task(s) {', '.join(missing)}: not found in {where}")
 
 
+def check_data(suite: Suite) -> None:
+    """A suite of real items needs their folder, every file matching its manifest (see evaluation/benchmarks.py)."""
+    if suite.reads_benchmarks:
+        check_benchmarks()
+
+
 def check_tokenizer(tokenizer, suite: Suite) -> None:
     if tokenizer is None:
         raise GluRayError("evaluation needs the model's tokenizer, got None")
@@ -81,6 +88,9 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
     check_tokenizer(tokenizer, suite)
     check_tasks(suite, benchmarks)
+    check_data(suite)
+    if suite.max_gen_toks:  # the suite's cap; an explicit gen_kwargs max_gen_toks still wins
+        gen_kwargs = {"max_gen_toks": suite.max_gen_toks, **(gen_kwargs or {})}
     length = context_length(model, max_length or suite.max_length)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
