@@ -22,7 +22,7 @@ from glu_ray.evaluation.benchmarks import MANIFEST, benchmarks_dir, check_benchm
 from glu_ray.evaluation.suites import load_suite
 
 REAL_DIR = Path(load_suite("real").tasks_dirs[0])
-SHOTS = {name: b.num_fewshot for name in ("real", "real_instruct") for b in load_suite(name).benchmarks}
+SHOTS = {b.task: b.num_fewshot for name in ("real", "real_instruct") for b in load_suite(name).benchmarks}
 SHOTS["real_gsm8k"] = 5  # the study's plain gsm8k (no suite runs it; `--tasks-dir` can)
 GROUPS = sorted(p.stem for p in REAL_DIR.glob("real_*.yaml"))
 LIMIT = 12  # documents per task rendered on both sides
