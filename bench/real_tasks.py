@@ -5,8 +5,9 @@
 
 The model loads once (fp32 on CPU); then each benchmark runs alone through glu-ray's own
 ``run_suite`` (lm-eval's simple_evaluate: the same path as `glu-ray eval` and a sweep trial), so
-each row's seconds are that task's, including lm-eval's task set-up. Prints one row per task and
-the total; ``--out`` keeps the rows as JSON.
+each row's seconds are that task's, including lm-eval's task set-up. Wall seconds on a shared
+machine include waiting for a CPU, so the process's CPU seconds (all threads) stand beside them.
+Prints one row per task and the total; ``--out`` keeps the rows as JSON.
 """
 
 from __future__ import annotations
@@ -47,19 +48,24 @@ def main(argv=None) -> int:
     print(f"model {args.model} loaded in {time.perf_counter() - started:.1f}s; suite {suite.name}, limit {args.limit}, "
           f"batch {args.batch_size}, max_gen_toks {suite.max_gen_toks}, torch threads {torch.get_num_threads()}")
     rows = []
-    print(f"{'task':<16}{'shots':>6}{'metric':>34}{'value':>9}{'seconds':>9}")
+    print(f"{'task':<16}{'shots':>6}{'metric':>40}{'value':>9}{'wall s':>9}{'CPU s':>9}")
     for bench in suite.benchmarks:
+        cpu = time.process_time()
         result = run_suite(model, tok, replace(suite, benchmarks=(bench,)), limit=args.limit, batch_size=args.batch_size)
+        cpu = time.process_time() - cpu
         value = result.metrics[bench.key]
         rows.append({"task": bench.name, "num_fewshot": bench.num_fewshot, "metric": bench.key, "value": value,
-                     "seconds": round(result.seconds, 1)})
-        print(f"{bench.name:<16}{bench.num_fewshot:>6}{bench.key:>34}{value:>9.4f}{result.seconds:>9.1f}", flush=True)
+                     "seconds": round(result.seconds, 1), "cpu_seconds": round(cpu, 1)})
+        print(f"{bench.name:<16}{bench.num_fewshot:>6}{bench.key:>40}{value:>9.4f}{result.seconds:>9.1f}{cpu:>9.1f}",
+              flush=True)
     total = sum(r["seconds"] for r in rows)
-    print(f"{'total':<16}{'':>6}{'':>34}{'':>9}{total:>9.1f}")
+    total_cpu = sum(r["cpu_seconds"] for r in rows)
+    print(f"{'total':<16}{'':>6}{'':>40}{'':>9}{total:>9.1f}{total_cpu:>9.1f}")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"model": args.model, "suite": suite.name, "limit": args.limit, "batch_size": args.batch_size,
-                       "max_gen_toks": suite.max_gen_toks, "rows": rows, "total_seconds": total}, fh, indent=2)
+                       "max_gen_toks": suite.max_gen_toks, "rows": rows, "total_seconds": total,
+                       "total_cpu_seconds": total_cpu}, fh, indent=2)
     return 0
 
 
