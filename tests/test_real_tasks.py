@@ -139,3 +139,28 @@ def test_a_changed_item_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("GLU_RAY_BENCHMARKS", str(tmp_path))
     with pytest.raises(GluRayError, match=r"boolq\.jsonl: sha256"):
         check_benchmarks()
+
+
+@pytest.mark.slow
+@needs_items
+def test_smollm2_scores_every_real_task_with_the_chat_template(tmp_path):
+    """`glu-ray eval --model smollm2 --suite real_instruct`, short form (2 items per task): every task scores.
+
+    Needs `glu-ray fetch smollm2` (CI's setup step); bench/real_tasks.py gives the --limit 20 figures.
+    """
+    from glu_ray.cli.main import main
+    from glu_ray.models.fetch import get_fetchable, is_fetched
+
+    if not is_fetched(get_fetchable("smollm2")):
+        pytest.skip("smollm2 not fetched: run `glu-ray fetch smollm2`")
+    out = tmp_path / "real.json"
+    assert main(["eval", "--model", "smollm2", "--suite", "real_instruct", "--limit", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    suite = load_suite("real_instruct")
+    for bench in suite.benchmarks:
+        value = result["metrics"][bench.key]
+        assert bench.key.startswith(bench.name) and (value >= 0 if bench.higher_is_better else value > 0)
+        if bench.higher_is_better:
+            assert value <= 1
+    assert "ifeval/inst_level_strict_acc" in result["metrics"]  # lm-eval's real checkers ran (NLTK found)
+    assert result["lm_eval"]["glu_ray"]["gen_kwargs"] == {"max_gen_toks": 256}
