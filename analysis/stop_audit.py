@@ -25,10 +25,10 @@ import pandas as pd
 from analysis.benchmarks import STAGE0
 from analysis.fragility import NEAR_CHANCE
 from analysis.tidy import BASELINE
+from glu_ray.sweep.stop_rule import REFERENCES, StopRule
 from glu_ray.vocab import TrialStatus
 
 SIGNALS = (STAGE0.name, "wikitext")  # the perplexity read by the rule, in order of preference
-CONTROL = "random"  # the method whose runs are the control at each width
 Z = 1.96
 AT_CHANCE = 0.1  # retention (share of the baseline's headroom) at or below which a score is "at chance"
 ALL = "all models"
@@ -58,7 +58,7 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
     run = ["model", "variant", "method", "ratio"]
     ppl = df[df["benchmark"] == signal].drop_duplicates(run)
     base_ppl = ppl[ppl["method"] == BASELINE].set_index(["model", "variant"])["score"]
-    control = ppl[ppl["method"] == CONTROL].set_index(["model", "variant", "ratio"])["score"]
+    control = ppl[ppl["method"] == StopRule().control_metric].set_index(["model", "variant", "ratio"])["score"]
 
     base = df[(df["method"] == BASELINE)].set_index(["model", "variant", "benchmark"])
     acc = df[(df["direction"] == "higher") & df["chance"].notna() & (df["method"] != BASELINE)]
@@ -107,7 +107,7 @@ def audit_summary(points: pd.DataFrame) -> pd.DataFrame:
     if len(groups) > 1:
         groups.append(((ALL, ""), points))
     for (model, variant), grp in groups:
-        for reference in (BASELINE, "control"):
+        for reference in REFERENCES:
             col = f"ppl_x_{reference}"
             if grp[col].notna().any():
                 rows.append({"model": model, "variant": variant, "reference": reference,
@@ -122,9 +122,9 @@ def would_stop(points: pd.DataFrame, reference: str, threshold: float) -> pd.Dat
     return hit.assign(wrongly=~hit["dead"])
 
 
-def summary_text(summary: pd.DataFrame, points: pd.DataFrame, current: float = 3.0) -> str:
-    """The lines `glu-ray report` prints: per model, what the data supports and what the rule
-    ``ppl > current x baseline`` would have stopped that was still informative."""
+def summary_text(summary: pd.DataFrame, points: pd.DataFrame, rules: tuple[StopRule, ...] = (StopRule(),)) -> str:
+    """The lines `glu-ray report` prints: per model, what the data supports, and what each rule
+    (by default glu-ray's own) would have stopped that was still informative."""
     if summary.empty:
         return "early-stopping audit: no completed pruned run with a perplexity and an informative benchmark"
     lines = []
@@ -135,9 +135,10 @@ def summary_text(summary: pd.DataFrame, points: pd.DataFrame, current: float = 3
         rec = (f"recommended threshold {r.recommended:.3g}" if math.isfinite(r.recommended)
                else f"no threshold supported yet (it must exceed {r.alive_max:.3g})")
         lines.append(f"  {name}: {r.points} runs, {r.dead_points} dead; {alive}, {dead}; {rec}")
-    wrong = would_stop(points, BASELINE, current)
-    lines.append(f"  ppl > {current:g} x baseline would stop {len(wrong)} of {len(points)} runs, "
-                 f"{int(wrong['wrongly'].sum())} of them still above chance on some benchmark")
+    for rule in rules:
+        hit = would_stop(points, rule.reference, rule.threshold)
+        lines.append(f"  {rule.describe()} would stop {len(hit)} of {len(points)} runs, "
+                     f"{int(hit['wrongly'].sum())} of them still above chance on some benchmark")
     return "early-stopping audit (stage-0 perplexity ratio vs downstream retention):\n" + "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glu_ray.sweep.driver import SweepOptions, run_sweep  # noqa: E402
 from glu_ray.cli.sweep import build_parser, grid_from_args  # noqa: E402
+from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
 from glu_ray.vocab import STATUS, TRIAL_SECONDS, TrialStatus  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
@@ -59,7 +60,7 @@ def main() -> None:
         print("no trial was stopped early: nothing to compare")
         return
     names = {t.name for t in stopped}
-    full = run_sweep(replace(grid, threshold=float("inf")), SweepOptions(name="overhead-nostop", storage=storage, verbose=0))
+    full = run_sweep(replace(grid, stop=StopRule(threshold=float("inf"))), SweepOptions(name="overhead-nostop", storage=storage, verbose=0))
     full_secs = {n: s for n, s in trial_seconds(full).items() if n in names}
     cost_stopped, cost_full = sum(secs[n] for n in names), sum(full_secs.values())
     print(f"early stopping: {len(stopped)} trials stopped after stage 0")

@@ -23,7 +23,7 @@ class TrialStatus(str, Enum):
 
     RUNNING = "running"  # a stage reported, more to come
     COMPLETED = "completed"
-    STOPPED = "stopped: catastrophic"  # stage-0 perplexity non-finite or above threshold x baseline
+    STOPPED = "stopped: catastrophic"  # stage-0 perplexity past the sweep's StopRule (glu_ray/sweep/stop_rule.py)
     FAILED = "failed"
     PENDING = "pending"  # no ledger row yet (results table only; never reported by a trial)
 
@@ -51,7 +51,9 @@ PPL_WORD = "ppl/word_perplexity"  # the stage-0 perplexity early stopping decide
 PPL_BYTE = "ppl/byte_perplexity"
 PPL_SECONDS = "ppl/seconds"
 PPL_RATIO = "ppl/ratio_to_baseline"
+PPL_CONTROL_RATIO = "ppl/ratio_to_control"  # over the random-pruning control's at the same width, when measured
 TRIAL_SECONDS = "trial/seconds"  # load + prune + evaluation so far
+TRIAL_CPU_SECONDS = "trial/cpu_seconds"  # the same span in the trial process's CPU time (a shared machine's fair cost)
 PARAMS_KEPT, PRUNE_SECONDS, RANKING_CACHED = "params_kept", "prune_seconds", "ranking_cached"
 # Un-namespaced metrics that are ours (Ray adds its own, e.g. time_this_iter_s, pid).
 OWN_PLAIN_METRICS = (PARAMS_KEPT, PRUNE_SECONDS, RANKING_CACHED)
@@ -97,7 +99,8 @@ def metric_key(benchmark: str, metric: str, filter_name: str = "none") -> str:
 def is_own_metric(key: str, benchmark_keys: frozenset[str] | set[str] = frozenset()) -> bool:
     """A key the trial reported, not one Ray added: the stage-0 and timing keys, the plain ones
     above, or a benchmark's (``mmlu/acc``, ``mmlu/acc_stderr``) whose prefix is in ``benchmark_keys``."""
-    if key in OWN_PLAIN_METRICS or key in (PPL_WORD, PPL_BYTE, PPL_SECONDS, PPL_RATIO, TRIAL_SECONDS):
+    if key in OWN_PLAIN_METRICS or key in (PPL_WORD, PPL_BYTE, PPL_SECONDS, PPL_RATIO, PPL_CONTROL_RATIO,
+                                           TRIAL_SECONDS, TRIAL_CPU_SECONDS):
         return True
     if key.startswith("eval/seconds_stage") or is_efficiency_key(key):
         return True

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from glu_ray.sweep.config import EvalSpec  # noqa: E402
 from glu_ray.sweep.grid import ModelSpec  # noqa: E402
 from glu_ray.cli.sweep import Preset, main  # noqa: E402
+from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
 from glu_ray.models.tiny import tiny_eval_text, tiny_preset_models  # noqa: E402
 
 STUDY = Preset(
@@ -39,7 +40,7 @@ TINY = Preset(
     models=tiny_preset_models,  # two tiny Llamas, trained in code on first use (~10 s each)
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(25, 50, 80),
-    threshold=20.0,
+    stop=StopRule(threshold=20.0),
     eval=lambda storage: EvalSpec(suite="tiny", batch_size=8, ppl_text=str(tiny_eval_text(storage))),
     experiment="tiny",
 )

@@ -17,16 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from glu_ray.sweep.config import EvalSpec  # noqa: E402
 from glu_ray.sweep.grid import ModelSpec  # noqa: E402
 from glu_ray.cli.sweep import Preset, main  # noqa: E402
+from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
 from glu_ray.models.tiny import tiny_eval_text, tiny_preset_models  # noqa: E402
 
-NO_STOPPING = float("inf")
+NO_STOPPING = StopRule(threshold=float("inf"))  # only a non-finite perplexity stops a trial
 
 STUDY = Preset(
     models=(ModelSpec("meta-llama/Llama-3.2-1B", "base"),),
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(10,),
     eval=EvalSpec(tasks=("wikitext", "lambada_openai"), batch_size=16),
-    threshold=NO_STOPPING,
+    stop=NO_STOPPING,
     experiment="method-comparison",
 )
 
@@ -35,7 +36,7 @@ TINY = Preset(
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(10,),
     eval=lambda storage: EvalSpec(suite="tiny", tasks=("tiny_wikitext", "tiny_lambada"), ppl_text=str(tiny_eval_text(storage))),
-    threshold=NO_STOPPING,
+    stop=NO_STOPPING,
     experiment="method-comparison-tiny",
 )
 

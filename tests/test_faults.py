@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from faultkit import assert_mlflow_matches_ledger, tiny_model
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.ledger import Ledger
@@ -61,7 +62,7 @@ def fault_sweep(tmp_path_factory):
     tasks = broken_task_dir(root)
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text))
     grid = SweepGrid((ModelSpec(str(good), "tiny"), ModelSpec(str(bad), "tiny")), ("maw",),
-                     tuple(TargetWidth(pruning_pct=p) for p in PCTS), ev, threshold=1e6)
+                     tuple(TargetWidth(pruning_pct=p) for p in PCTS), ev, stop=StopRule(threshold=1e6))
     real_build = sweep_mod.build_trials
 
     def build_with_faults(g):

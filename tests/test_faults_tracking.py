@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from faultkit import BIN, assert_mlflow_matches_ledger, free_port, kill_tree, offline_env, tiny_model, wait_until
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.ledger import Ledger
@@ -52,7 +53,7 @@ def test_server_killed_mid_sweep_then_back(tmp_path_factory, monkeypatch, caplog
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     grid = SweepGrid((ModelSpec(str(model), "tiny"),), ("maw",), (TargetWidth(pruning_pct=25), TargetWidth(pruning_pct=50)),
-                     EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text)), threshold=1e6)
+                     EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text)), stop=StopRule(threshold=1e6))
     opts = SweepOptions(name="outage", storage=str(root / "runs"), tracking_uri=uri, max_concurrent=2, verbose=0)
     ledger_path = root / "runs" / "outage" / "ledger.jsonl"
     server = start_server(port, root)

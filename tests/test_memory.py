@@ -14,6 +14,7 @@ import weakref
 import pytest
 
 from conftest import save_tiny_model
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.models.tiny import tiny_corpus
 from glu_ray.pruning.widths import Width
@@ -54,7 +55,7 @@ def test_two_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypa
     for i in range(TRIALS):
         width = widths[i % len(widths)]
         cfg = TrialConfig(model=str(model_dir), model_name="m", metric=("maw", "vow", "pon")[i % 3],
-                          width=Width(width, 1024, 256), num_params=0, variant="base", eval=ev, threshold=1e9,
+                          width=Width(width, 1024, 256), num_params=0, variant="base", eval=ev, stop=StopRule(threshold=1e9),
                           baseline_ppl=None, ranking_cache=str(tmp_path / "rankings"))
         trainable.run_trial({"trial": cfg.to_dict()})
         gc.collect()

@@ -9,6 +9,7 @@ import pytest
 
 from analysis.stop_audit import audit_points, audit_summary, summary_text, threshold_from, would_stop
 from analysis.tidy import COLUMNS
+from glu_ray.sweep.stop_rule import StopRule
 
 # (method, ratio) -> (stage-0 ppl, hellaswag acc, piqa acc); baseline ppl 10, hellaswag 0.60, piqa 0.80
 RUNS = {
@@ -64,8 +65,9 @@ def test_the_default_rule_is_audited_against_the_data():
     hit = would_stop(points, "baseline", 3.0).set_index(["method", "ratio"])
     assert sorted(hit.index) == [("maw", 2.4), ("maw", 3.2), ("vow", 2.4), ("vow", 3.2)]
     assert int(hit["wrongly"].sum()) == 2  # both MAW runs were still informative
-    text = summary_text(audit_summary(points), points, current=3.0)
-    assert "would stop 4 of 6 runs, 2 of them still above chance" in text
+    text = summary_text(audit_summary(points), points, rules=(StopRule(threshold=3.0), StopRule(threshold=30.0)))
+    assert "ppl > 3 x baseline would stop 4 of 6 runs, 2 of them still above chance" in text
+    assert "ppl > 30 x baseline would stop 1 of 6 runs, 0 of them still above chance" in text
     assert "recommended threshold 16.4" in text
 
 

@@ -10,7 +10,7 @@ from glu_ray.errors import GluRayError
 from glu_ray.sweep.ledger import Event, Ledger
 from glu_ray.sweep.replay import replay, replay_text
 from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.trial import PPL_KEY
+from glu_ray.vocab import BASELINE, PPL_WORD, TRIAL_SECONDS, TrialStatus
 
 RULE = StopRule(threshold=10.0)
 CONTROL = StopRule(reference="control", threshold=3.0)
@@ -47,32 +47,34 @@ def test_bad_rules_are_refused_and_the_rule_round_trips():
     assert StopRule.from_dict(CONTROL.to_dict()) == CONTROL
 
 
-def _trial(ledger, metric, width, ppl, stage0_s, total_s, status="completed"):
+def _trial(ledger, metric, width, ppl, stage0_s, total_s, status=TrialStatus.COMPLETED):
     key = f"/m|{metric}|{width}"
     ident = {"model": "/m", "model_name": "m", "metric": metric, "width": width}
-    ledger.append(Event(key, "result", 0, "running" if total_s > stage0_s else status,
-                        {**ident, PPL_KEY: ppl, "trial/seconds": stage0_s}))
+    ledger.append(Event(key, "result", 0, TrialStatus.RUNNING if total_s > stage0_s else status,
+                        {**ident, PPL_WORD: ppl, TRIAL_SECONDS: stage0_s}))
     if total_s > stage0_s:
-        ledger.append(Event(key, "result", 1, status, {**ident, "x/acc": 0.5, "trial/seconds": total_s}))
+        ledger.append(Event(key, "result", 1, status, {**ident, "x/acc": 0.5, TRIAL_SECONDS: total_s}))
     ledger.append(Event(key, "end", None, status, {}))
 
 
 def test_replay_counts_what_a_rule_would_stop_and_save(tmp_path):
     ledger = Ledger(tmp_path / "ledger.jsonl")
-    _trial(ledger, "none", 100, 10.0, 5, 50)
+    _trial(ledger, BASELINE, 100, 10.0, 5, 50)
     _trial(ledger, "random", 50, 150.0, 5, 40)  # 15x baseline: the control faces the baseline test alone
     _trial(ledger, "maw", 50, 500.0, 6, 46)  # 50x baseline, 3.3x random: stops, saves 40 s
     _trial(ledger, "vow", 50, 200.0, 6, 36)  # 20x baseline, 1.3x random: goes on
-    _trial(ledger, "pon", 50, math.inf, 6, 6, status="stopped: catastrophic")  # stopped in the run: saving unknown
+    _trial(ledger, "pon", 50, math.inf, 6, 6, status=TrialStatus.STOPPED)  # stopped in the run: saving unknown
     table = replay(RULE, tmp_path / "ledger.jsonl").set_index("metric")
     assert table["would_stop"].to_dict() == {"maw": True, "pon": True, "random": True, "vow": True}
     assert table.loc["maw", "ppl_x_control"] == pytest.approx(500 / 150)
     assert table.loc["maw", "saved_seconds"] == pytest.approx(40.0)
     assert table.loc["random", "saved_seconds"] == pytest.approx(35.0)
     assert math.isnan(table.loc["pon", "saved_seconds"]) and table.loc["vow", "saved_seconds"] == 30
-    assert "would stop 4 of 4; saves 105 of 128 trial-seconds (82%)" in replay_text(RULE, table.reset_index())
+    text = replay_text(RULE, table.reset_index())
+    assert "would stop 4 of 4\n  saves 105 of 128 trial seconds (82%)" in text
+    assert "cpu seconds" not in text  # this ledger has no CPU clock
     ctrl = replay(CONTROL, tmp_path / "ledger.jsonl").set_index("metric")  # 3.3x, 1.3x random; random has none
     assert ctrl["would_stop"].to_dict() == {"maw": True, "pon": True, "random": False, "vow": False}
-    assert "saves 40 of 128" in replay_text(CONTROL, ctrl.reset_index())
+    assert "saves 40 of 128 trial seconds" in replay_text(CONTROL, ctrl.reset_index())
     off = replay(StopRule.off(), tmp_path / "ledger.jsonl")
     assert not off["would_stop"].any() and off["saved_seconds"].sum() == 0

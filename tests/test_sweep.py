@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.ledger import Ledger
@@ -37,7 +39,7 @@ def grid_for(models, **kw) -> SweepGrid:
     a, b, text = models
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4, ppl_text=str(text))
     base = dict(models=(ModelSpec(str(a), "tiny"), ModelSpec(str(b), "tiny")), metrics=("maw", "vow", "pon"),
-                targets=(TargetWidth(pruning_pct=25), TargetWidth(pruning_pct=50)), eval=ev, threshold=1000.0,
+                targets=(TargetWidth(pruning_pct=25), TargetWidth(pruning_pct=50)), eval=ev, stop=StopRule(threshold=1000.0),
                 faults=((STOPPED, "catastrophic"),))
     return SweepGrid(**{**base, **kw})
 
@@ -162,3 +164,32 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+
+
+def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(models, tmp_path):
+    """StopRule(reference=control): random runs in its own phase; maw at the same width carries the
+    control's perplexity and is stopped against it; --replay of other rules reads the same ledger."""
+    from glu_ray.cli.sweep import Preset, main
+
+    a, _, _ = models
+    rule = StopRule(reference="control", threshold=3.0)
+    grid = replace(grid_for(models), models=(ModelSpec(str(a), "tiny"),), metrics=("random", "maw"),
+                   targets=(TargetWidth(pruning_pct=50),), stop=rule)
+    result = run_sweep(grid, SweepOptions(name="ctrl", storage=str(tmp_path), verbose=0))
+    assert result.finished
+    events = Ledger(result.experiment_dir / "ledger.jsonl").events()
+    order = [e.key for e in events if e.kind == "end"]
+    control, faulted = (next(t for t in result.trials if t.metric == m) for m in ("random", "maw"))
+    assert order.index(control.key) < order.index(faulted.key)  # the control finished first
+    assert faulted.control_ppl == pytest.approx(result.rows[control.key]["ppl/word_perplexity"])
+    assert result.rows[faulted.key]["ppl/ratio_to_control"] > 3
+    assert result.rows[faulted.key]["status"] == "stopped: catastrophic"
+    assert result.rows[control.key]["status"] == "completed"
+    assert result.rows[control.key]["trial/cpu_seconds"] > 0
+
+    preset = Preset(models=(), metrics=("random", "maw"), pruning_pcts=(50,), stop=rule, experiment="ctrl")
+    argv = ["--models", str(a), "--suite", "tiny", "--storage", str(tmp_path), "--replay"]
+    assert main({"p": preset}, argv + ["--no-early-stop"]) == 0
+    assert main({"p": preset}, argv + ["--stop-reference", "baseline", "--threshold", "1e9"]) == 0
+    assert main({"p": preset}, ["--models", str(a), "--suite", "tiny", "--storage", str(tmp_path / "none"),
+                                "--replay"]) == 2  # no ledger there: one-line error

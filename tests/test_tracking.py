@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.ledger import Ledger
@@ -32,7 +33,7 @@ def tiny_grid(root: Path) -> SweepGrid:
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4,
                   ppl_text=str(tiny_eval_text(root)))
     return SweepGrid(models=(ModelSpec(str(model), "tiny"),), metrics=("maw", "pon"),
-                     targets=(TargetWidth(pruning_pct=50),), eval=ev, threshold=1000.0)
+                     targets=(TargetWidth(pruning_pct=50),), eval=ev, stop=StopRule(threshold=1000.0))
 
 
 @pytest.fixture(scope="module")

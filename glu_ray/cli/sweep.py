@@ -1,8 +1,9 @@
 """The command line shared by the scripts in sweeps/: flags -> SweepGrid + SweepOptions -> run.
 
 A sweep script declares its grid as a ``Preset`` and calls ``main(presets, argv)``; everything a
-researcher may override (models, metrics, ratios, suite, threshold, cluster, storage, tracking)
-is a flag here, validated before Ray starts.
+researcher may override (models, metrics, ratios, suite, stop rule, cluster, storage, tracking)
+is a flag here, validated before Ray starts. ``--replay`` applies the stop rule to the finished
+trials of the experiment's ledger instead of running anything.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from glu_ray.sweep.config import EvalSpec
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.driver import SweepOptions
+from glu_ray.sweep.stop_rule import REFERENCES, StopRule
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.vocab import ERROR_TAG, TrialStatus
 
@@ -31,7 +33,8 @@ class Preset:
     pruning_pcts: tuple[float, ...] = ()
     ratios: tuple[float, ...] = ()
     eval: EvalSpec | Callable[[Path], EvalSpec] = EvalSpec()
-    threshold: float = 3.0
+    stop: StopRule = StopRule()
+    dtype: str | None = None  # torch dtype of the trials' model (None: fp32 on CPU, bf16 on GPU)
     experiment: str = "glu-ray"
 
 
@@ -60,7 +63,14 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--limit", type=int, help="items per task (quick runs)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--ppl-text", help="stage-0 perplexity text file (default: the preset's / WikiText-2)")
-    p.add_argument("--threshold", type=float, help="stop a trial whose stage-0 perplexity exceeds this x baseline")
+    p.add_argument("--threshold", type=float, help="stop a trial whose stage-0 perplexity exceeds this x the "
+                   "reference (default: the preset's; see README 'Early stopping')")
+    p.add_argument("--stop-reference", choices=REFERENCES, help="what --threshold multiplies: the unpruned baseline's "
+                   "perplexity, or the random-pruning control's at the same width")
+    p.add_argument("--no-early-stop", action="store_true", help="evaluate every trial fully (what the audit needs)")
+    p.add_argument("--replay", action="store_true", help="apply the stop rule to the experiment's finished trials: "
+                   "print what it would have stopped and the trial-seconds saved; runs nothing")
+    p.add_argument("--dtype", help="torch dtype trials load the model in, e.g. float32, bfloat16")
     p.add_argument("--experiment", help="MLflow experiment (and results folder) name")
     p.add_argument("--storage", default="runs", help="results folder (a shared path on a multi-node cluster)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --storage)")
@@ -96,8 +106,15 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
     overrides = {"tasks": args.tasks, "tasks_dir": args.tasks_dir, "limit": args.limit,
                  "batch_size": args.batch_size, "ppl_text": args.ppl_text}
     ev = replace(ev, **{k: v for k, v in overrides.items() if v is not None})
-    threshold = args.threshold if args.threshold is not None else preset.threshold
-    return SweepGrid(models, args.metrics or preset.metrics, targets, ev, threshold)
+    return SweepGrid(models, args.metrics or preset.metrics, targets, ev, stop_from_args(args, preset),
+                     dtype=args.dtype or preset.dtype)
+
+
+def stop_from_args(args: argparse.Namespace, preset: Preset) -> StopRule:
+    if args.no_early_stop:
+        return StopRule.off()
+    given = {k: v for k, v in (("threshold", args.threshold), ("reference", args.stop_reference)) if v is not None}
+    return replace(preset.stop, enabled=True, **given) if given else preset.stop
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -137,6 +154,8 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
             from glu_ray.cost.estimate import print_estimate
 
             return print_estimate(grid, opts)
+        if args.replay:
+            return _replay(grid, opts)
         return _run(grid, opts)
     except GluRayError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -155,6 +174,16 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
 def _first_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
     return lines[0][:300] if lines else ""
+
+
+def _replay(grid: SweepGrid, opts: SweepOptions) -> int:
+    from glu_ray.sweep.replay import replay, replay_text
+
+    ledger = Path(opts.storage) / opts.name / "ledger.jsonl"
+    if not ledger.is_file():
+        raise GluRayError(f"nothing to replay: no ledger at {ledger} (run the sweep first, same --storage/--experiment)")
+    print(replay_text(grid.stop, replay(grid.stop, ledger)))
+    return 0
 
 
 def _run(grid: SweepGrid, opts: SweepOptions) -> int:

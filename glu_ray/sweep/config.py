@@ -7,11 +7,12 @@ percentage are its properties, never stored twice), the suite loaded once per ``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
 from glu_ray.evaluation.suites import Suite, load_suite
 from glu_ray.pruning.widths import Width
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.vocab import BASELINE, EXPANSION_RATIO, METRIC, MODEL, MODEL_NAME, PRUNING_PCT, TRIAL_KEY, WIDTH, trial_name
 
 
@@ -49,8 +50,10 @@ class TrialConfig:
     num_params: int
     variant: str  # "base" or "instruct", from the suite chosen for the model
     eval: EvalSpec
-    threshold: float = 3.0  # stop when stage-0 perplexity > threshold x baseline
+    stop: StopRule = field(default_factory=StopRule)  # when a pruned trial stops after stage 0
     baseline_ppl: float | None = None
+    control_ppl: float | None = None  # the random-pruning control's at this width, when the rule reads it
+    dtype: str | None = None  # torch dtype the model loads in (None: the loader's default, fp32 on CPU)
     seed: int = 0
     revision: str | None = None
     trust_remote_code: bool = False
@@ -88,7 +91,7 @@ class TrialConfig:
         ev = dict(d["eval"])
         if ev.get("tasks") is not None:
             ev["tasks"] = tuple(ev["tasks"])
-        return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev)})
+        return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev), "stop": StopRule.from_dict(d["stop"])})
 
     def identity(self) -> dict:
         """What every report carries, so a result row stands on its own."""

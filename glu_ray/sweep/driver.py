@@ -1,7 +1,9 @@
 """Run a SweepGrid on Ray Tune: baselines first, then the pruned grid, resumable by rerun.
 
-Phase 1 evaluates each model's unpruned baseline once; phase 2 runs every (model, metric, width)
-with the baseline perplexity in its config, so a trial can stop itself after stage 0. The
+Phase 1 evaluates each model's unpruned baseline once; when the stop rule compares with the
+random-pruning control (StopRule.reference "control"), the controls run next; the last phase runs
+every other (model, metric, width) with the baseline's (and its control's) perplexity in its
+config, so a trial can stop itself after stage 0. An interrupted phase (Ctrl-C) ends the sweep. The
 ledger (see ledger.py) is the source of truth: a rerun of the same command skips every trial
 that already finished, so nothing is rerun and nothing logged twice.
 """
@@ -61,12 +63,22 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     configs = {c.key: c for c in baselines + pruned}
     tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
 
-    _run_phase("baselines", baselines, ledger, tracker, opts, root)
+    whole = _run_phase("baselines", baselines, ledger, tracker, opts, root)
     done = ledger.results()  # read once: the ledger is a file
     ppl = {c.model: done.get(c.key, {}).get(PPL_WORD) for c in baselines}
     pruned = [replace(c, baseline_ppl=_finite(ppl.get(c.model)), ranking_cache=cache) for c in pruned]
+    controls = [c for c in pruned if grid.stop.needs_control(grid.metrics) and c.metric == grid.stop.control_metric]
+    rest = [c for c in pruned if c not in controls]
+    if controls and whole:
+        configs.update({c.key: c for c in controls})
+        whole = _run_phase("controls", controls, ledger, tracker, opts, root)
+        done = ledger.results()
+        ctrl = {(c.model, c.width.width): _finite(done.get(c.key, {}).get(PPL_WORD)) for c in controls}
+        rest = [replace(c, control_ppl=ctrl.get((c.model, c.width.width))) for c in rest]
+    pruned = controls + rest
     configs.update({c.key: c for c in pruned})
-    _run_phase("grid", pruned, ledger, tracker, opts, root)
+    if whole:
+        _run_phase("grid", rest, ledger, tracker, opts, root)
 
     rows = ledger.results()
     trials = tuple(baselines + pruned)
@@ -82,7 +94,9 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     return SweepResult(trials, rows, finished, root, uri)
 
 
-def _run_phase(phase, trials, ledger, tracker, opts, root) -> None:
+def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
+    """Run the phase's unfinished trials; False when it was cut short (Ctrl-C: Tune returns
+    from fit with trials that never ended), so the next phase does not start."""
     from ray import tune
 
     from glu_ray.tracking.callback import TrackingCallback
@@ -91,7 +105,7 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> None:
     done = ledger.finished()
     pending = [c for c in trials if c.key not in done]
     if not pending:
-        return
+        return True
     gpu_mem = _gpu_memory(opts)
     trainable = tune.with_resources(run_trial, lambda config: _resources(config, opts, gpu_mem))
     tuner = tune.Tuner(
@@ -107,6 +121,8 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> None:
         ),
     )
     tuner.fit()  # trial errors are recorded by the callback, never raised here
+    ended = {e.key for e in ledger.events() if e.kind == "end"}
+    return all(c.key in ended for c in pending)
 
 
 def _resources(config: dict, opts: SweepOptions, gpu_mem: float) -> dict:

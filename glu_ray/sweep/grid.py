@@ -17,6 +17,7 @@ from glu_ray.pruning.importance import get_metric
 from glu_ray.models.fetch import resolve_model_source
 from glu_ray.models.loading import check_glu_config, param_count
 from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
+from glu_ray.sweep.stop_rule import StopRule
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class SweepGrid:
     metrics: tuple[str, ...]
     targets: tuple[TargetWidth, ...]
     eval: EvalSpec = field(default_factory=EvalSpec)
-    threshold: float = 3.0
+    stop: StopRule = field(default_factory=StopRule)
+    dtype: str | None = None  # torch dtype trials load the model in (None: fp32 on CPU, bf16 on GPU)
     seed: int = 0
     trust_remote_code: bool = False
     faults: tuple[tuple[str, str], ...] = ()  # tests only: (trial name, trial.FAULTS name)
@@ -68,8 +70,8 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
 
     ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
     """
-    if grid.threshold <= 1:
-        raise GluRayError(f"threshold must be > 1 (a multiple of the baseline perplexity); got {grid.threshold}")
+    if grid.dtype is not None and not isinstance(getattr(torch, grid.dtype, None), torch.dtype):
+        raise GluRayError(f"unknown dtype {grid.dtype!r}; e.g. float32, bfloat16")
     for m in grid.metrics:
         get_metric(m)
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
@@ -106,9 +108,10 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         metric=metric,
         width=width,
         num_params=info.num_params,
-        variant="instruct" if spec.suite == "instruct" else "base",
+        variant="instruct" if ev.load_suite().apply_chat_template else "base",  # chat template = instruct
         eval=ev,
-        threshold=grid.threshold,
+        stop=grid.stop,
+        dtype=grid.dtype,
         seed=grid.seed,
         revision=spec.revision,
         trust_remote_code=grid.trust_remote_code,

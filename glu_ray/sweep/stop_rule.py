@@ -16,8 +16,10 @@ import math
 from dataclasses import asdict, dataclass
 
 from glu_ray.errors import GluRayError
+from glu_ray.vocab import BASELINE
 
-REFERENCES = ("baseline", "control")
+CONTROL = "control"
+REFERENCES = (BASELINE, CONTROL)  # what the threshold multiplies
 CONTROL_METRIC = "random"  # the importance metric whose trials are the control at each width
 DEFAULT_THRESHOLD = 30.0  # see the module docstring and BENCHMARKS.md "Early stopping on SmolLM2"
 
@@ -31,7 +33,7 @@ class Decision:
 @dataclass(frozen=True)
 class StopRule:
     enabled: bool = True
-    reference: str = "baseline"  # or "control": the random-pruning trial at the same width
+    reference: str = BASELINE  # or CONTROL: the random-pruning trial at the same width
     threshold: float = DEFAULT_THRESHOLD  # stop above this multiple of the reference perplexity
     control_metric: str = CONTROL_METRIC
 
@@ -55,7 +57,7 @@ class StopRule:
 
     def needs_control(self, metrics) -> bool:
         """Whether control trials must finish before the others: the rule reads them, the grid has them."""
-        return self.enabled and self.reference == "control" and self.control_metric in metrics
+        return self.enabled and self.reference == CONTROL and self.control_metric in metrics
 
     def decide(self, ppl: float, baseline_ppl: float | None, control_ppl: float | None = None) -> Decision:
         """For a pruned trial's stage-0 perplexity; the reference perplexities are None when unknown."""
@@ -63,14 +65,14 @@ class StopRule:
             return Decision(False)
         if not math.isfinite(ppl):
             return Decision(True, f"non-finite perplexity ({ppl})")
-        ref = baseline_ppl if self.reference == "baseline" else control_ppl
+        ref = baseline_ppl if self.reference == BASELINE else control_ppl
         if ref is None or not math.isfinite(ref) or not ppl > self.threshold * ref:
             return Decision(False)
-        name = "baseline" if self.reference == "baseline" else f"{self.control_metric} control"
+        name = BASELINE if self.reference == BASELINE else f"{self.control_metric} {CONTROL}"
         return Decision(True, f"perplexity {ppl:.4g} > {self.threshold:g} x {name} {ref:.4g}")
 
     def describe(self) -> str:
         if not self.enabled:
             return "off"
-        ref = "baseline" if self.reference == "baseline" else f"{self.control_metric} control at the same width"
+        ref = BASELINE if self.reference == BASELINE else f"{self.control_metric} {CONTROL} at the same width"
         return f"ppl > {self.threshold:g} x {ref}"

@@ -1,15 +1,14 @@
 """The Ray Tune trial: load, rank (cached), prune, evaluate in stages, report after each.
 
-Stage 0 is the fast perplexity; a pruned model whose perplexity is non-finite or above
-``threshold x`` its baseline is stopped there (status ``stopped: catastrophic``). Stage 1 runs
-the suite's cheap tasks, stage 2 the rest. Every report carries the trial's identity.
+Stage 0 is the fast perplexity; a pruned model the sweep's StopRule (stop_rule.py) calls
+catastrophic is stopped there (status ``stopped: catastrophic``). Stage 1 runs the suite's cheap
+tasks, stage 2 the rest. Every report carries the trial's identity.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-import math
 import os
 import time
 from functools import lru_cache
@@ -23,8 +22,9 @@ from glu_ray.sweep.config import TrialConfig
 from glu_ray.models.loading import glu_layers, load_model, param_count
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.ranking_cache import cached_rank
-from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS, RANKING_CACHED,
-                           STAGE, STATUS, TRIAL_SECONDS, TrialStatus, eval_seconds_key)
+from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
+                           RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
+                           eval_seconds_key)
 
 
 @torch.no_grad()
@@ -69,14 +69,15 @@ def run_trial(config: dict) -> None:
     from ray import tune
 
     cfg = TrialConfig.from_dict(config["trial"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     # lm-eval bootstraps some stderrs in a forked multiprocessing pool; forking a threaded Ray
     # worker deadlocks, so bootstrap in-process.
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
     _use_assigned_cpus()
     model = tok = None
     try:
-        model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+                                dtype=getattr(torch, cfg.dtype) if cfg.dtype else None)
         ident = {**cfg.identity(), PARAMS_KEPT: param_count(model)}
         if not cfg.is_baseline:
             ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed)
@@ -88,7 +89,8 @@ def run_trial(config: dict) -> None:
         save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
         for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
-            tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, STAGE: stage, STATUS: status.value})
+            tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, TRIAL_CPU_SECONDS: time.process_time() - cpu_start,
+                         STAGE: stage, STATUS: status.value})
             if status is not TrialStatus.RUNNING:
                 return
     finally:
@@ -111,7 +113,9 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
                           cfg.eval.batch_size)
     stage0 = {PPL_WORD: ppl.word_perplexity, PPL_BYTE: ppl.byte_perplexity, PPL_SECONDS: ppl.seconds,
               PPL_RATIO: _ratio(cfg, ppl.word_perplexity)}
-    if is_catastrophic(cfg, ppl.word_perplexity):
+    if cfg.control_ppl:
+        stage0[PPL_CONTROL_RATIO] = ppl.word_perplexity / cfg.control_ppl
+    if cfg.stop.decide(ppl.word_perplexity, cfg.baseline_ppl, cfg.control_ppl).stop:  # a baseline: non-finite only
         yield 0, stage0, TrialStatus.STOPPED
         return
     stages = [s for s in STAGES if suite.stage(s)]
@@ -125,13 +129,6 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
             on_raw(i, result.raw)
         yield i, {**result.metrics, eval_seconds_key(i): result.seconds}, \
             TrialStatus.COMPLETED if last else TrialStatus.RUNNING
-
-
-def is_catastrophic(cfg: TrialConfig, ppl: float) -> bool:
-    """Non-finite perplexity always; otherwise above threshold x baseline (pruned trials only)."""
-    if not math.isfinite(ppl):
-        return True
-    return cfg.baseline_ppl is not None and not cfg.is_baseline and ppl > cfg.threshold * cfg.baseline_ppl
 
 
 def _ratio(cfg: TrialConfig, ppl: float) -> float:
