@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-import torch  # noqa: E402
-from lm_eval.tasks.wikitext import preprocess_wikitext  # noqa: E402,F401  (imported before any timing)
+import torch
+from lm_eval.tasks.wikitext import preprocess_wikitext  # noqa: F401  (imported before any timing)
 
-from glu_ray.evaluation.perplexity import fast_perplexity, load_documents  # noqa: E402
-from glu_ray.models.loading import load_model  # noqa: E402
-from glu_ray.pruning.calibration import CalibrationSpec, calibrate  # noqa: E402
-from glu_ray.pruning.prune import prune, rank  # noqa: E402
-from glu_ray.pruning.widths import TargetWidth, resolve_width  # noqa: E402
+from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
+from glu_ray.models.loading import load_model
+from glu_ray.pruning.calibration import CalibrationSpec, calibrate
+from glu_ray.pruning.prune import prune, rank
+from glu_ray.pruning.widths import TargetWidth, resolve_width
 
 SHARED = Path(os.environ.get("GLU_RAY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 WIKITEXT = SHARED / "assets" / "text" / "wikitext2_raw_test.txt"

@@ -45,6 +45,13 @@ class TrialStatus(str, Enum):
 
 # The unpruned model, wherever a metric (method) name is expected: trial keys, params, analysis.
 BASELINE = "baseline"
+# Suffix of a method pruned with FLAP's bias compensation: ``flap+bc`` is its own row everywhere.
+BIAS_COMPENSATED = "+bc"
+
+
+def method_name(metric: str, bias_compensation: bool) -> str:
+    """``flap`` or ``flap+bc``: the importance metric plus how the pruned neurons were treated."""
+    return metric + (BIAS_COMPENSATED if bias_compensation else "")
 
 # -- result keys a trial reports (and the ledger, MLflow and analysis read) ---------------------
 PPL_WORD = "ppl/word_perplexity"  # the stage-0 perplexity early stopping decides on

@@ -19,7 +19,8 @@ from glu_ray.sweep.config import EvalSpec  # noqa: E402
 from glu_ray.sweep.grid import ModelSpec  # noqa: E402
 from glu_ray.cli.sweep import Preset, main  # noqa: E402
 from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
-from glu_ray.models.tiny import tiny_eval_text, tiny_preset_models  # noqa: E402
+from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_preset_models  # noqa: E402
+from glu_ray.pruning.calibration import CalibrationSpec  # noqa: E402
 
 STUDY = Preset(
     models=(
@@ -32,6 +33,7 @@ STUDY = Preset(
     pruning_pcts=(10, 20, 30, 40, 50, 60),
     eval=EvalSpec(batch_size=16),
     experiment="llama32-width-pruning",
+    calibration=CalibrationSpec("wikitext", n_sequences=128, seq_len=512),  # for --metrics act,flap,...
 )
 
 # Tiny models lose far more per word than a 1B model at the same pruning (at 50% they pay 3-6x
@@ -43,6 +45,7 @@ TINY = Preset(
     stop=StopRule(threshold=20.0),
     eval=lambda storage: EvalSpec(suite="tiny", batch_size=8, ppl_text=str(tiny_eval_text(storage))),
     experiment="tiny",
+    calibration=tiny_calibration,  # read only by data-driven metrics: --metrics maw,act,flap,hybrid
 )
 
 if __name__ == "__main__":

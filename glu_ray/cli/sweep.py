@@ -15,11 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.sweep.driver import SweepOptions
 from glu_ray.sweep.stop_rule import REFERENCES, StopRule
+from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.vocab import ERROR_TAG, TrialStatus
 
@@ -36,6 +38,8 @@ class Preset:
     stop: StopRule = StopRule()
     dtype: str | None = None  # torch dtype of the trials' model (None: fp32 on CPU, bf16 on GPU)
     experiment: str = "glu-ray"
+    # What data-driven metrics read unless --calibration is given (a function: text written in code).
+    calibration: CalibrationSpec | Callable[[Path], CalibrationSpec] | None = None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -81,6 +85,7 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="2 also shows every trial's output")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
+    add_calibration_args(p)
     return p
 
 
@@ -106,8 +111,12 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
     overrides = {"tasks": args.tasks, "tasks_dir": args.tasks_dir, "limit": args.limit,
                  "batch_size": args.batch_size, "ppl_text": args.ppl_text}
     ev = replace(ev, **{k: v for k, v in overrides.items() if v is not None})
+    calibration = spec_from_args(args)
+    if calibration is None:
+        calibration = preset.calibration(storage) if callable(preset.calibration) else preset.calibration
     return SweepGrid(models, args.metrics or preset.metrics, targets, ev, stop_from_args(args, preset),
-                     dtype=args.dtype or preset.dtype)
+                     dtype=args.dtype or preset.dtype, calibration=calibration,
+                     bias_compensation=args.bias_compensation)
 
 
 def stop_from_args(args: argparse.Namespace, preset: Preset) -> StopRule:

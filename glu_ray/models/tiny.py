@@ -108,6 +108,23 @@ def tiny_models_root(storage: Path) -> Path:
     return Path(storage) / "tiny-models"
 
 
+def tiny_calibration_text(storage: Path) -> Path:
+    """Text from the same generator with another seed: the tiny preset's calibration, disjoint
+    from both the training corpus and eval.txt."""
+    path = tiny_models_root(storage) / "calibration.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tiny_corpus(400, seed=20_000))
+    return path
+
+
+def tiny_calibration(storage: Path):
+    """The tiny preset's CalibrationSpec: 16 x 96 byte tokens (the tiny models' training length)."""
+    from glu_ray.pruning.calibration import CalibrationSpec
+
+    return CalibrationSpec(str(tiny_calibration_text(storage)), n_sequences=16, seq_len=96)
+
+
 def tiny_eval_text(storage: Path) -> Path:
     """Held-out text from the same generator: the tiny preset's stage-0 perplexity text."""
     path = tiny_models_root(storage) / "eval.txt"

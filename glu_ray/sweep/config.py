@@ -11,9 +11,21 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
 from glu_ray.evaluation.suites import Suite, load_suite
+from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import Width
 from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.vocab import BASELINE, EXPANSION_RATIO, METRIC, MODEL, MODEL_NAME, PRUNING_PCT, TRIAL_KEY, WIDTH, trial_name
+from glu_ray.vocab import (
+    BASELINE,
+    EXPANSION_RATIO,
+    METRIC,
+    MODEL,
+    MODEL_NAME,
+    PRUNING_PCT,
+    TRIAL_KEY,
+    WIDTH,
+    method_name,
+    trial_name,
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,9 @@ class TrialConfig:
     seed: int = 0
     revision: str | None = None
     trust_remote_code: bool = False
-    ranking_cache: str | None = None  # folder shared by trials: one ranking per (model, metric)
+    ranking_cache: str | None = None  # folder shared by trials: one ranking per (model, metric, calibration)
+    calibration: CalibrationSpec | None = None  # set only where used: data-driven metric or bias compensation
+    bias_compensation: bool = False  # FLAP: the pruned neurons' mean contribution becomes down_proj's bias
     artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
     fault: str | None = None  # tests only: inject a named fault (see trial.FAULTS)
 
@@ -67,17 +81,21 @@ class TrialConfig:
 
     @property
     def method(self) -> str:
-        """The importance metric, or BASELINE for the unpruned model: what params and analysis say."""
-        return self.metric or BASELINE
+        """The importance metric (``flap+bc`` with bias compensation), or BASELINE for the unpruned
+        model: what params and analysis say."""
+        return method_name(self.metric, self.bias_compensation) if self.metric else BASELINE
 
     @property
     def key(self) -> str:
-        """Stable identity across reruns: what resume and tracking match on."""
-        return f"{self.model}|{self.method}|{self.width.width}"
+        """Stable identity across reruns: what resume and tracking match on. A trial that uses
+        calibration carries its fingerprint: other calibration data is another trial."""
+        calib = f"|calib={self.calibration.fingerprint}" if self.calibration is not None else ""
+        return f"{self.model}|{self.method}|{self.width.width}{calib}"
 
     @property
     def name(self) -> str:
-        return trial_name(self.model_name, self.metric, None if self.is_baseline else self.width.expansion_ratio)
+        metric = None if self.is_baseline else self.method
+        return trial_name(self.model_name, metric, None if self.is_baseline else self.width.expansion_ratio)
 
     def to_dict(self) -> dict:
         return asdict(self)  # nested: {"width": {...}, "eval": {...}}
@@ -91,7 +109,9 @@ class TrialConfig:
         ev = dict(d["eval"])
         if ev.get("tasks") is not None:
             ev["tasks"] = tuple(ev["tasks"])
-        return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev), "stop": StopRule.from_dict(d["stop"])})
+        calib = CalibrationSpec(**d["calibration"]) if d.get("calibration") else None
+        return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev), "stop": StopRule.from_dict(d["stop"]),
+                      "calibration": calib})
 
     def identity(self) -> dict:
         """What every report carries, so a result row stands on its own."""

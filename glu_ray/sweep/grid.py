@@ -11,12 +11,14 @@ from pathlib import Path
 
 import torch
 
-from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError
-from glu_ray.pruning.importance import get_metric
 from glu_ray.models.fetch import resolve_model_source
 from glu_ray.models.loading import check_glu_config, param_count
+from glu_ray.pruning.bias_compensation import check_supported
+from glu_ray.pruning.calibration import CalibrationSpec, calibration_documents
+from glu_ray.pruning.importance import get_metric
 from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
+from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.sweep.stop_rule import StopRule
 
 
@@ -38,6 +40,8 @@ class SweepGrid:
     seed: int = 0
     trust_remote_code: bool = False
     faults: tuple[tuple[str, str], ...] = ()  # tests only: (trial name, trial.FAULTS name)
+    calibration: CalibrationSpec | None = None  # what data-driven metrics (and bias compensation) read
+    bias_compensation: bool = False  # every pruned trial: the pruned neurons' mean becomes a bias
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,31 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
     """
     if grid.dtype is not None and not isinstance(getattr(torch, grid.dtype, None), torch.dtype):
         raise GluRayError(f"unknown dtype {grid.dtype!r}; e.g. float32, bfloat16")
-    for m in grid.metrics:
-        get_metric(m)
+    _check_calibration(grid)
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
     for ev in evals.values():
         ev.load_suite()  # checked (and cached) before any model config is read
     baselines, pruned = [], []
     for spec in grid.models:
         info = inspect_model(spec, grid.trust_remote_code, load_config)
+        if grid.bias_compensation:
+            check_supported(load_config(info.source, trust_remote_code=grid.trust_remote_code))
         widths = {resolve_width(t, info.intermediate, info.hidden) for t in grid.targets}
         native = Width(info.intermediate, info.intermediate, info.hidden)
         baselines.append(_trial(grid, spec, evals[spec], info, None, native))
         pruned += [_trial(grid, spec, evals[spec], info, m, w) for m in grid.metrics
                    for w in sorted(widths, key=lambda w: w.width, reverse=True) if w.width < info.intermediate]
     return baselines, pruned
+
+
+def _check_calibration(grid: SweepGrid) -> None:
+    """Data-driven metrics and bias compensation need calibration text, readable before Ray starts."""
+    data_driven = [m for m in grid.metrics if get_metric(m).needs_calibration]
+    if grid.calibration is None and (data_driven or grid.bias_compensation):
+        why = f"metric {data_driven[0]!r} is data-driven" if data_driven else "bias compensation"
+        raise GluRayError(f"{why}: it needs calibration text (--calibration wikitext or --calibration FILE)")
+    if grid.calibration is not None and (data_driven or grid.bias_compensation):
+        calibration_documents(grid.calibration)  # offline wikitext, an empty file: fail here
 
 
 def _absolute(path: str | None) -> str | None:
@@ -116,6 +131,9 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         revision=spec.revision,
         trust_remote_code=grid.trust_remote_code,
     )
+    if metric is not None and (grid.bias_compensation or get_metric(metric).needs_calibration):
+        # Only trials that read calibration carry it: a static metric's ranking (and key) stays as it was.
+        cfg = replace(cfg, calibration=grid.calibration, bias_compensation=grid.bias_compensation)
     fault = dict(grid.faults).get(cfg.name)
     return replace(cfg, fault=fault) if fault else cfg
 

@@ -80,8 +80,9 @@ def run_trial(config: dict) -> None:
                                 dtype=getattr(torch, cfg.dtype) if cfg.dtype else None)
         ident = {**cfg.identity(), PARAMS_KEPT: param_count(model)}
         if not cfg.is_baseline:
-            ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed)
-            report = prune(model, ranking, cfg.width)
+            ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed,
+                                          calibration=cfg.calibration, tokenizer=tok, batch_size=cfg.eval.batch_size)
+            report = prune(model, ranking, cfg.width, bias_compensation=cfg.bias_compensation)
             ident.update({PARAMS_KEPT: report.params_after, RANKING_CACHED: int(cached), PRUNE_SECONDS: report.seconds})
         trial_artifacts.start(cfg.artifact_dir, model, cfg.width.intermediate)  # logged by the driver at the end
         if cfg.fault:

@@ -142,6 +142,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "batch_size": cfg.eval.batch_size, "max_length": cfg.eval.max_length, "early_stop": cfg.stop.describe(),
         "baseline_ppl": cfg.baseline_ppl, "control_ppl": cfg.control_ppl, "dtype": cfg.dtype or "default", "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
         "ppl_text": Path(cfg.eval.ppl_text).name if cfg.eval.ppl_text else "wikitext-2", **suite_params(cfg),
+        "bias_compensation": cfg.bias_compensation, **(cfg.calibration.params() if cfg.calibration else {}),
     }
     return {k: str(v) for k, v in p.items()}
 
