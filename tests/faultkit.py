@@ -8,14 +8,17 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# No HOME here: each command gets a fresh, empty one (offline_env), as on a new user's machine,
+# so nothing the Makefile or a developer's HOME holds (Ray's bootstrap file) makes a test pass.
 OFFLINE_ENV = {
-    "HOME": str(REPO / ".cache" / "home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
     "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
@@ -24,7 +27,7 @@ OFFLINE_ENV = {
 
 def offline_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
-    return {**env, **OFFLINE_ENV, **extra}
+    return {**env, **OFFLINE_ENV, "HOME": tempfile.mkdtemp(prefix="glu-ray-home-"), **extra}
 
 
 def tiny_model(base: Path) -> tuple[Path, Path]:

@@ -8,10 +8,11 @@ real structure and aggressive pruning really hurts. Nothing is downloaded.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import torch
+
+from glu_ray.files import clear_leftovers, file_lock, publish, temp_sibling
 
 _SUBJECTS = ["the cat", "a dog", "the little girl", "my friend", "the old man", "a bird", "the teacher", "our team"]
 _VERBS = ["sat on", "looked at", "ran to", "found", "liked", "painted", "carried", "lost"]
@@ -77,21 +78,25 @@ def train(model, tokenizer, text: str, *, steps: int, seq_len: int = 96, batch: 
 
 
 def build_tiny_model(out_dir: str | Path, *, seed: int = 0, steps: int = 250, **sizes) -> Path:
-    """Train and save a tiny Llama + tokenizer; reused if already there."""
+    """Train and save a tiny Llama + tokenizer; reused if already there. Safe when several
+    processes build the same folder at once: one trains, the others wait and reuse it."""
     out = Path(out_dir)
     if (out / "config.json").is_file():
         return out
-    torch.manual_seed(seed)
-    tok = byte_tokenizer()
-    model = tiny_llama(tok, seed=seed, **sizes)
-    with torch.random.fork_rng():
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        train(model, tok, tiny_corpus(4000, seed), steps=steps, seed=seed)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a build that was killed
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.replace(out)  # atomic: a half-trained model is never picked up
+    with file_lock(out.with_name(f".{out.name}.lock")):
+        if (out / "config.json").is_file():  # built by whoever held the lock before us
+            return out
+        clear_leftovers(out)  # half-written folders of builds that were killed
+        torch.manual_seed(seed)
+        tok = byte_tokenizer()
+        model = tiny_llama(tok, seed=seed, **sizes)
+        with torch.random.fork_rng():
+            torch.set_num_threads(max(1, torch.get_num_threads()))
+            train(model, tok, tiny_corpus(4000, seed), steps=steps, seed=seed)
+        tmp = temp_sibling(out)  # a name of our own: never another writer's half-written folder
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        publish(tmp, out)  # atomic: a half-trained model is never picked up
     return out
 
 
@@ -130,5 +135,7 @@ def tiny_eval_text(storage: Path) -> Path:
     path = tiny_models_root(storage) / "eval.txt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(tiny_corpus(300, seed=10_000))
+        tmp = temp_sibling(path)
+        tmp.write_text(tiny_corpus(300, seed=10_000))
+        publish(tmp, path)  # a reader never sees half the text
     return path

@@ -22,6 +22,8 @@ from glu_ray.sweep.config import TrialConfig
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
 from glu_ray.sweep.ledger import Ledger
+from glu_ray.sweep.local_ray import loopback_env
+from glu_ray.sweep.lock import experiment_lock
 from glu_ray.sweep.results import results_table
 from glu_ray.vocab import PPL_WORD
 
@@ -53,7 +55,16 @@ class SweepResult:
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     baselines, pruned = build_trials(grid)  # all input checks, before Ray starts
-    root = Path(opts.storage).resolve() / opts.name
+    root = experiment_dir(opts)
+    with experiment_lock(root):  # one driver per experiment: a second one stops here, naming the first
+        return _run_locked(baselines, pruned, grid, opts, root)
+
+
+def experiment_dir(opts: SweepOptions) -> Path:
+    return Path(opts.storage).resolve() / opts.name
+
+
+def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Path) -> SweepResult:
     ledger = Ledger(root / "ledger.jsonl")
     cache = str(root / "rankings")
     baselines, pruned = ([_with_artifact_dir(c, root) for c in group] for group in (baselines, pruned))
@@ -163,7 +174,8 @@ def _init_ray(opts: SweepOptions) -> None:
     else:
         # "local": always a fresh instance. Plain ray.init() would join (or, if it has died, wait
         # for) whatever cluster `ray start` last recorded in /tmp/ray: someone else's.
-        ray.init(address="local", include_dashboard=False, **quiet)
+        with loopback_env(experiment_dir(opts)) as runtime_env:  # no cloud metadata probe (local_ray.py)
+            ray.init(address="local", include_dashboard=False, runtime_env=runtime_env, **quiet)
 
 
 def _tracker(opts: SweepOptions, root: Path):

@@ -9,13 +9,13 @@ one model share one forward pass over the calibration text.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
 
+from glu_ray.files import file_lock, publish, temp_sibling
 from glu_ray.pruning.calibration import CalibrationSpec, CalibrationStats, calibrate
 from glu_ray.pruning.prune import Ranking, rank
 
@@ -40,15 +40,13 @@ def stats_path(cache_dir: str | Path, model: str, revision: str | None, calibrat
 
 def _once(path: Path, compute: Callable, load: Callable):
     """(value, was_cached): computed by the first process to take the lock, loaded by the others."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if we crash
+    with file_lock(path.with_suffix(".lock")):
         if path.exists():
             return load(path), True
         value = compute()
-        tmp = path.with_suffix(".tmp")
+        tmp = temp_sibling(path)  # unique even where the lock is not shared (some network file systems)
         value.save(tmp)
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        publish(tmp, path)  # atomic: a reader never sees half a file
         return value, False
 
 

@@ -1,0 +1,52 @@
+"""Start a local Ray that keeps to loopback, however the sweep was launched.
+
+Ray's dashboard process reads ``~/ray_bootstrap_config.yaml`` at start; with no such file it
+asks the cloud metadata address (169.254.169.254, twice) and resolves metadata.google.internal
+through the system's DNS server, whatever RAY_USAGE_STATS_ENABLED says
+(ray/dashboard/modules/usage_stats/usage_stats_head.py -> usage_lib.get_cluster_config_to_report).
+So Ray's own processes start with HOME pointing at a folder in the experiment that holds a
+bootstrap file saying "local provider"; the driver keeps its HOME, and trial workers get it back
+through the job's runtime_env, so Hugging Face and lm-eval caches stay where the user has them.
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps node-IP discovery on 127.0.0.1 (Ray otherwise
+"connects" to a public DNS server to find its address).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BOOTSTRAP = "ray_bootstrap_config.yaml"
+QUIET_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def ray_home(root: Path) -> Path:
+    """``<experiment>/ray-home`` with the bootstrap file (written once, atomically)."""
+    home = root / "ray-home"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / BOOTSTRAP).is_file():
+        tmp = home / f".{BOOTSTRAP}.{os.getpid()}"
+        tmp.write_text("# Written by glu-ray: tells Ray's dashboard this is a local cluster, so it never\n"
+                       "# probes the cloud metadata address.\nprovider:\n  type: local\n")
+        tmp.replace(home / BOOTSTRAP)
+    return home
+
+
+@contextmanager
+def loopback_env(root: Path) -> Iterator[dict]:
+    """Environment for ``ray.init(address="local", runtime_env=...)``: yields the runtime_env that
+    gives trial workers the user's HOME back; restores the driver's environment afterwards."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    user_home = os.path.expanduser("~")
+    had = os.environ.get("HOME")
+    os.environ["HOME"] = str(ray_home(root))
+    try:
+        yield {"env_vars": {"HOME": user_home}}
+    finally:
+        if had is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = had
