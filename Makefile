@@ -7,8 +7,8 @@ STAMP  := $(VENV)/.installed-stamp
 # elsewhere PyPI's default build (CUDA on Linux). Override with `make TORCH=torch==X.Y`.
 TORCH  ?= torch==2.13.0
 
-# Offline and quiet: no hub, no telemetry. HOME holds a Ray bootstrap file saying "local
-# provider", which stops a local Ray from probing the cloud metadata address.
+# Offline and quiet: no hub, no telemetry, caches inside the checkout. (A local sweep keeps Ray on
+# loopback by itself, however it is started: glu_ray/sweep/local_ray.py.)
 OFFLINE_HOME := $(CURDIR)/.cache/home
 OFFLINE := HOME=$(OFFLINE_HOME) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled \
@@ -38,17 +38,13 @@ fetch: $(SMOLLM2)
 $(SMOLLM2): $(STAMP)
 	$(BIN)/glu-ray fetch smollm2
 
-$(OFFLINE_HOME)/ray_bootstrap_config.yaml:
-	mkdir -p $(OFFLINE_HOME)
-	printf 'provider:\n  type: local\n' > $@
-
-demo: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
+demo: $(STAMP)
 	$(OFFLINE) $(BIN)/python sweeps/full_grid.py --preset tiny --storage runs
 
-test: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
+test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
-test-fast: $(STAMP) $(OFFLINE_HOME)/ray_bootstrap_config.yaml
+test-fast: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Debian's chromium for the MLflow UI browser test (tests/test_ui_browser.py, driven through the

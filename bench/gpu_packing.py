@@ -8,10 +8,14 @@ ratio = (sum of the sequential trials' run times) / (span of the packed trials' 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
+
+from glu_ray.sweep.local_ray import loopback_env
 
 
 @ray.remote(num_cpus=0)
@@ -104,8 +108,9 @@ def measure_packing(spec: dict, *, k: int, gpu: bool, cpus: int) -> PackingResul
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [bench_dir, os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", include_dashboard=False, num_cpus=cpus, num_gpus=1 if gpu else 0, log_to_driver=False,
-             logging_level="ERROR")
+    with loopback_env(Path(tempfile.mkdtemp(prefix="glu-ray-packing-"))) as runtime_env:  # no cloud metadata probe
+        ray.init(address="local", include_dashboard=False, num_cpus=cpus, num_gpus=1 if gpu else 0, log_to_driver=False,
+                 logging_level="ERROR", runtime_env=runtime_env)
     try:
         whole = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": cpus}
         share = {"num_gpus": 1 / k, "num_cpus": cpus / k} if gpu else {"num_cpus": cpus / k}

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glu_ray.sweep.driver import SweepOptions, run_sweep  # noqa: E402
+from glu_ray.sweep.local_ray import loopback_env  # noqa: E402
 from glu_ray.cli.sweep import build_parser, grid_from_args  # noqa: E402
 from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
 from glu_ray.vocab import STATUS, TRIAL_SECONDS, TrialStatus  # noqa: E402
@@ -43,7 +44,9 @@ def main() -> None:
 
     import ray
 
-    ray.init(address="local", include_dashboard=False)  # started outside the timing: a fixed cost, not per-sweep overhead
+    with loopback_env(Path(storage) / "overhead") as runtime_env:  # as the sweep's own start-up: loopback only
+        # started outside the timing: a fixed cost, not per-sweep overhead
+        ray.init(address="local", include_dashboard=False, runtime_env=runtime_env)
     slots = int(ray.cluster_resources()["CPU"])
     start = time.perf_counter()
     result = run_sweep(grid, SweepOptions(name="overhead", storage=storage, verbose=0))
