@@ -125,10 +125,16 @@ def test_mmlu_serves_each_subject_its_own_test_items_and_five_dev_shots(manager)
     assert total == 1906
 
 
-def test_missing_items_are_one_clear_error_before_a_model_loads(tmp_path, monkeypatch):
+def test_missing_items_are_one_clear_error_before_a_model_loads(tmp_path, monkeypatch, capsys, tiny_model_dir):
+    from glu_ray.cli.main import main
+
     monkeypatch.setenv("GLU_RAY_BENCHMARKS", str(tmp_path))
     with pytest.raises(GluRayError, match="real benchmark items not found.*GLU_RAY_BENCHMARKS"):
         check_benchmarks()
+    assert main(["eval", "--model", str(tiny_model_dir), "--suite", "real", "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "real benchmark items not found" in err
+    assert not (tmp_path / "r.json").exists()
 
 
 @needs_items
