@@ -49,7 +49,7 @@ def test_bad_rules_are_refused_and_the_rule_round_trips():
 
 def _trial(ledger, metric, width, ppl, stage0_s, total_s, status=TrialStatus.COMPLETED):
     key = f"/m|{metric}|{width}"
-    ident = {"model": "/m", "model_name": "m", "metric": metric, "width": width}
+    ident = {"model": "/m", "model_name": "m", "metric": metric, "width": width, "pruning_pct": 0.0 if width == 100 else 50.0}
     ledger.append(Event(key, "result", 0, TrialStatus.RUNNING if total_s > stage0_s else status,
                         {**ident, PPL_WORD: ppl, TRIAL_SECONDS: stage0_s}))
     if total_s > stage0_s:

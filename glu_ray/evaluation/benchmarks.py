@@ -30,6 +30,15 @@ def benchmarks_dir() -> Path:
     return shared / "assets" / "benchmarks"
 
 
+def wikitext_file() -> Path:
+    """The shared WikiText-2 raw test split (stage 0's text for the real-model presets), checked."""
+    path = benchmarks_dir().parent / "text" / "wikitext2_raw_test.txt"
+    if not path.is_file():
+        raise GluRayError(f"WikiText-2 text not found at {path} (set GLU_RAY_SHARED to the folder that holds "
+                          "../shared/assets)")
+    return path
+
+
 def nltk_data_dir() -> Path:
     """NLTK's punkt_tab beside the benchmarks (lm-eval's ifeval scoring needs it; offline it cannot download it)."""
     return benchmarks_dir().parent / "nltk_data"

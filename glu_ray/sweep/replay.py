@@ -14,7 +14,7 @@ import pandas as pd
 
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.vocab import BASELINE, METRIC, MODEL, MODEL_NAME, PPL_WORD, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, \
+from glu_ray.vocab import METRIC, MODEL, MODEL_NAME, PPL_WORD, PRUNING_PCT, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, \
     WIDTH, TrialStatus
 
 COLUMNS = ["model", "metric", "width", "status", "ppl", "ppl_x_baseline", "ppl_x_control", "would_stop", "reason",
@@ -42,11 +42,12 @@ def replay(rule: StopRule, ledger_path: str | Path) -> pd.DataFrame:
     rows = ledger.results()
     times = {col: _stage_times(ledger, key) for col, key in _CLOCKS.items()}
     done = [(k, r) for k, r in rows.items() if TrialStatus(r[STATUS]).final and PPL_WORD in r]
-    base = {r[MODEL]: float(r[PPL_WORD]) for _, r in done if r[METRIC] == BASELINE}
+    # The baseline is the run with nothing pruned (by number: ledgers older than vocab.BASELINE spell it "none").
+    base = {r[MODEL]: float(r[PPL_WORD]) for _, r in done if r[PRUNING_PCT] == 0}
     control = {(r[MODEL], r[WIDTH]): float(r[PPL_WORD]) for _, r in done if r[METRIC] == rule.control_metric}
     out = []
     for key, r in done:
-        if r[METRIC] == BASELINE:
+        if r[PRUNING_PCT] == 0:
             continue
         ppl, b = float(r[PPL_WORD]), base.get(r[MODEL])
         c = None if r[METRIC] == rule.control_metric else control.get((r[MODEL], r[WIDTH]))
