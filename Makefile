@@ -20,7 +20,7 @@ OFFLINE := HOME=$(OFFLINE_HOME) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORM
 export GLU_RAY_CACHE ?= $(CURDIR)/.cache/glu-ray
 SMOLLM2 := $(GLU_RAY_CACHE)/models/SmolLM2-135M-Instruct/provenance.json
 
-.PHONY: demo test test-fast install clean browser fetch
+.PHONY: demo test test-fast lint install clean browser fetch
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The rules are in pyproject.toml ([tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # Debian's chromium for the MLflow UI browser test (tests/test_ui_browser.py, driven through the
 # playwright Python package of the dev extra). Never `playwright install`: it downloads browsers.

@@ -11,7 +11,8 @@ from analysis.tidy import tidy_frame
 from analysis.trials import trial_rows
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.config import TrialConfig
-from glu_ray.vocab import REPORT_TAG, ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus, role_filter
+from glu_ray.tracking.runs import log_report_folder
+from glu_ray.vocab import ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus, role_filter
 
 # ---------------------------------------------------------------- MLflow sweep experiments
 
@@ -71,6 +72,4 @@ def log_report(run_id: str, folder, tracking_uri: str | None = None) -> None:
     """Attach a written report folder to the sweep's parent run, under ``report/``."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
-    client.log_artifacts(run_id, str(folder), artifact_path="report")
-    client.set_tag(run_id, REPORT_TAG, "report/report.html")
+    log_report_folder(MlflowClient(tracking_uri), run_id, folder)

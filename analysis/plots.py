@@ -8,13 +8,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is fixed)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import TwoSlopeNorm
 
-from analysis import fragility as F  # noqa: E402
-from analysis.tidy import BASELINE  # noqa: E402
+from analysis import fragility as F
+from analysis.tidy import BASELINE
 
 # 0 = at chance / broken (red), 1 = as the baseline (pale), above 1 = better than the baseline (blue).
 NORM = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=1.5)

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from glu_ray import TargetWidth, prune, rank, resolve_width  # noqa: E402
 from glu_ray.efficiency.measure import measure_efficiency  # noqa: E402
 from glu_ray.efficiency.spec import EfficiencySpec  # noqa: E402
+from glu_ray.models.loading import free_memory  # noqa: E402
 from glu_ray.cost.workloads import load_workloads  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -292,8 +293,7 @@ def main(argv=None) -> dict:
             out["trials"].append(section_trial(name, s))
         if "speed" in sections:
             out["speed"] += section_speed(name, s)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # the next model size gets the whole GPU
+        free_memory()  # the next model size gets the whole GPU
     if "packing" in sections:  # one model: the smallest asked for, as the sweep packs 1B at 0.25
         out["packing"] = section_packing(next(iter(s.shapes)), s)
     if "cost" in sections:

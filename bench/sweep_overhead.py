@@ -20,14 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glu_ray.sweep.driver import SweepOptions, run_sweep  # noqa: E402
-from glu_ray.sweep.local_ray import loopback_env  # noqa: E402
-from glu_ray.cli.sweep import build_parser, grid_from_args  # noqa: E402
-from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
-from glu_ray.vocab import STATUS, TRIAL_SECONDS, TrialStatus  # noqa: E402
+from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.sweep.local_ray import loopback_env
+from glu_ray.cli.sweep import build_parser, grid_from_args
+from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.vocab import STATUS, TRIAL_SECONDS, TrialStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
-from full_grid import STUDY, TINY  # noqa: E402
+from full_grid import STUDY, TINY
 
 
 def trial_seconds(result) -> dict[str, float]:

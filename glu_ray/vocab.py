@@ -82,6 +82,10 @@ ROLE_TAG, STATUS_TAG, KEY_TAG, ERROR_TAG = "glu_ray.role", "glu_ray.status", "gl
 TRIAL_CONFIG_TAG = "glu_ray.trial_config"  # the TrialConfig as JSON: analysis reads it typed
 REPORT_TAG = "glu_ray.report"
 ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
+# The MLflow UI restores a runs-table view (its columns) from the experiment tag
+# ``mlflow.sharedViewState.<key>`` when the URL says ``?viewStateShareKey=<key>``.
+RUNS_VIEW_KEY = "glu-ray"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
 
 
 def role_filter(role: str) -> str:
@@ -103,15 +107,16 @@ def metric_key(benchmark: str, metric: str, filter_name: str = "none") -> str:
     return safe(f"{benchmark}/{metric}{suffix}")
 
 
+# Namespaces only the trial writes: stage 0 (ppl/), timings (trial/, eval/), the efficiency stage (eff/).
+OWN_NAMESPACES = ("ppl", "trial", "eval", "eff")
+
+
 def is_own_metric(key: str, benchmark_keys: frozenset[str] | set[str] = frozenset()) -> bool:
-    """A key the trial reported, not one Ray added: the stage-0 and timing keys, the plain ones
-    above, or a benchmark's (``mmlu/acc``, ``mmlu/acc_stderr``) whose prefix is in ``benchmark_keys``."""
-    if key in OWN_PLAIN_METRICS or key in (PPL_WORD, PPL_BYTE, PPL_SECONDS, PPL_RATIO, PPL_CONTROL_RATIO,
-                                           TRIAL_SECONDS, TRIAL_CPU_SECONDS):
-        return True
-    if key.startswith("eval/seconds_stage") or is_efficiency_key(key):
-        return True
-    return key.partition("/")[0] in benchmark_keys
+    """A key the trial reported, not one Ray added (time_this_iter_s, pid): one of our namespaces,
+    the plain ones above, or a benchmark's (``mmlu/acc``, ``mmlu/acc_stderr``) whose prefix is in
+    ``benchmark_keys``."""
+    space = key.partition("/")[0] if "/" in key else None
+    return key in OWN_PLAIN_METRICS or space in OWN_NAMESPACES or space in benchmark_keys
 
 
 def split_lm_eval_key(key: str) -> tuple[str, str]:

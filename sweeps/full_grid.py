@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from glu_ray.sweep.config import EvalSpec  # noqa: E402
-from glu_ray.sweep.grid import ModelSpec  # noqa: E402
-from glu_ray.cli.sweep import Preset, main  # noqa: E402
-from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
-from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_preset_models  # noqa: E402
-from glu_ray.pruning.calibration import CalibrationSpec  # noqa: E402
-from glu_ray.evaluation.benchmarks import wikitext_file  # noqa: E402
+from glu_ray.sweep.config import EvalSpec
+from glu_ray.sweep.grid import ModelSpec
+from glu_ray.cli.sweep import Preset, main, tiny_models
+from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.models.tiny import tiny_calibration, tiny_eval_text
+from glu_ray.pruning.calibration import CalibrationSpec
+from glu_ray.evaluation.benchmarks import wikitext_file
 
 STUDY = Preset(
     models=(
@@ -42,7 +42,7 @@ STUDY = Preset(
 # Tiny models lose far more per word than a 1B model at the same pruning (at 50% they pay 3-6x
 # perplexity): threshold 20 lets moderate pruning through and stops 80%, so the preset shows both.
 TINY = Preset(
-    models=tiny_preset_models,  # two tiny Llamas, trained in code on first use (~10 s each)
+    models=tiny_models,  # two tiny Llamas, trained in code on first use (~10 s each)
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(25, 50, 80),
     stop=StopRule(threshold=20.0),

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from glu_ray.sweep.config import EvalSpec  # noqa: E402
-from glu_ray.sweep.grid import ModelSpec  # noqa: E402
-from glu_ray.cli.sweep import Preset, main  # noqa: E402
-from glu_ray.sweep.stop_rule import StopRule  # noqa: E402
-from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_preset_models  # noqa: E402
-from glu_ray.pruning.calibration import CalibrationSpec  # noqa: E402
+from glu_ray.sweep.config import EvalSpec
+from glu_ray.sweep.grid import ModelSpec
+from glu_ray.cli.sweep import Preset, main, tiny_models
+from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.models.tiny import tiny_calibration, tiny_eval_text
+from glu_ray.pruning.calibration import CalibrationSpec
 
 NO_STOPPING = StopRule(threshold=float("inf"))  # only a non-finite perplexity stops a trial
 METHODS = ("maw", "vow", "pon", "act", "wanda_sp", "flap", "hybrid")
@@ -41,7 +41,7 @@ STUDY = Preset(
 )
 
 TINY = Preset(
-    models=tiny_preset_models,
+    models=tiny_models,
     metrics=METHODS,
     pruning_pcts=(10,),
     eval=lambda storage: EvalSpec(suite="tiny", tasks=("tiny_wikitext", "tiny_lambada"), ppl_text=str(tiny_eval_text(storage))),

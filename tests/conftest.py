@@ -83,3 +83,29 @@ def stories_dir() -> Path:
     if not (STORIES / "config.json").is_file():
         pytest.skip("../shared/assets/models/stories260K not present")
     return STORIES
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory) -> Path:
+    """One local Ray for the whole session (starting one costs ~10 s of a shared CPU), its workers
+    set up by faultkit so a test can inject a fault into any trial; yields the fault plan file.
+
+    ``run_sweep`` joins it (``ray.is_initialized()``); a test must never shut it down.
+    """
+    import ray
+    from ray import cloudpickle
+
+    import faultkit
+    from glu_ray.sweep.local_ray import loopback_env
+
+    cloudpickle.register_pickle_by_value(faultkit)  # workers cannot import tests/faultkit.py
+    plan = faultkit.plan_file(tmp_path_factory.getbasetemp())
+    if ray.is_initialized():
+        ray.shutdown()  # someone else's, without the hook
+    # As glu_ray.sweep.driver._init_ray would: always a fresh local instance on loopback only,
+    # trial output not forwarded (verbose < 2).
+    with loopback_env(tmp_path_factory.mktemp("ray-session")) as runtime_env:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 runtime_env={**runtime_env, "worker_process_setup_hook": faultkit.setup_hook(plan)})
+    yield plan
+    ray.shutdown()

@@ -1,5 +1,13 @@
 """Shared helpers for the fault-injection tests: a tiny trained model, offline env, MLflow checks,
-process-group kills that never touch a process the test did not start."""
+process-group kills that never touch a process the test did not start, and the one way a test
+injects a fault into a trial.
+
+Injecting a fault: ``plan_fault(cfg, "nan")`` names a trial (by its key) and a fault in ``FAULTS``.
+The session's Ray cluster (conftest.ray_cluster) starts every worker with ``install`` as its
+``worker_process_setup_hook``; ``install`` wraps ``glu_ray.sweep.trial.evaluate_stages`` so a
+planned trial meets its fault on its pruned model just before stage 0. Nothing in the product
+knows about faults.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,3 +135,102 @@ def assert_mlflow_matches_ledger(uri: str, experiment: str, ledger_path: Path, k
             history = client.get_metric_history(run.info.run_id, k)
             assert len(history) == len(values), (key, k, len(history), len(values))
             assert _same(run.data.metrics[k], values[-1]), (key, k)
+
+
+# ---------------------------------------------------------------- faults, injected inside Ray workers
+
+def _scale_down(cfg, model, arg):
+    # A real catastrophe: every MLP writes loud noise into the residual stream. (Scaling the
+    # weights up is not enough: RMSNorm undoes most of it.)
+    import torch
+
+    from glu_ray.models.loading import glu_layers
+
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for t in glu_layers(model):
+            w = t.down.weight
+            w.copy_(torch.randn(w.shape, generator=gen).to(w) * 10)
+    return cfg
+
+
+def _nan_weights(cfg, model, arg):
+    import torch
+
+    from glu_ray.models.loading import glu_layers
+
+    with torch.no_grad():
+        glu_layers(model)[0].down.weight[0, 0] = float("nan")
+    return cfg
+
+
+def _raise(cfg, model, arg):
+    raise RuntimeError("injected fault: trial raised")
+
+
+def _oom(cfg, model, arg):
+    # Out of memory at any evaluation batch above 1: the trial survives only through the
+    # half-the-batch retry (trial._with_oom_retry), which this fault exists to exercise.
+    import torch
+
+    forward = model.forward
+
+    def tight_memory(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.shape[0] > 1:
+            raise torch.OutOfMemoryError(f"injected fault: CUDA out of memory at batch {ids.shape[0]}")
+        return forward(*args, **kwargs)
+
+    model.forward = tight_memory
+    return cfg
+
+
+def _task_error(cfg, model, tasks_dir):
+    # The trial evaluates a task whose data file is gone (tasks_dir: see test_faults.broken_task_dir).
+    return replace(cfg, eval=replace(cfg.eval, tasks=("broken_mc",), tasks_dir=tasks_dir))
+
+
+# fault name -> fn(trial config, pruned model, argument) -> the config the trial evaluates with
+FAULTS = {"catastrophic": _scale_down, "nan": _nan_weights, "raise": _raise, "oom": _oom, "task_error": _task_error}
+
+def plan_file(base: Path) -> Path:
+    """Where this session's fault plan lives (trial key -> [fault, argument]); one per session."""
+    return base / "fault-plan.json"
+
+
+def plan_fault(plan: Path, cfg, fault: str, arg=None) -> None:
+    import json
+
+    if fault not in FAULTS:
+        raise KeyError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+    planned = json.loads(plan.read_text()) if plan.is_file() else {}
+    planned[cfg.key] = [fault, arg]
+    tmp = plan.with_suffix(".tmp")
+    tmp.write_text(json.dumps(planned))
+    tmp.replace(plan)
+
+
+def setup_hook(plan: Path):
+    """A Ray ``worker_process_setup_hook`` (a plain function: Ray names it by ``__name__``)."""
+    def install_faults():
+        install(plan)
+    return install_faults
+
+
+def install(plan: Path) -> None:
+    """Wrap the trial's evaluate_stages in this process so planned trials meet their fault."""
+    import json
+
+    from glu_ray.sweep import trial
+
+    real = getattr(trial.evaluate_stages, "__wrapped_by_faultkit__", trial.evaluate_stages)
+
+    def evaluate_stages(cfg, model, tok, on_raw=None):
+        planned = json.loads(plan.read_text()) if plan.is_file() else {}
+        if cfg.key in planned:
+            fault, arg = planned[cfg.key]
+            cfg = FAULTS[fault](cfg, model, arg)
+        yield from real(cfg, model, tok, on_raw=on_raw)
+
+    evaluate_stages.__wrapped_by_faultkit__ = real
+    trial.evaluate_stages = evaluate_stages

@@ -43,3 +43,103 @@ def test_the_grep_would_catch_a_stray_spelling():
                'cfg.metric or "none"', 'method="baseline"', 'tags["glu_ray.status"]', 'd["trial_key"]']
     assert all(any(rx.search(s) for rx in STRAY.values()) for s in samples)
     assert not any(rx.search('filter: str = "none"') for rx in STRAY.values())
+
+
+# ---------------------------------------------------------------- the import graph
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, *, module_level: bool) -> set[str]:
+    """Modules ``path`` imports (``from a.b import c`` counts as a.b and a.b.c when that is a
+    module); module_level: only what runs at import time (not inside a function)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = []
+
+    def walk(node):
+        for child in ast.iter_child_nodes(node):
+            if module_level and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            nodes.append(child)
+            walk(child)
+
+    walk(tree)
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def _graph(package: str, *, module_level: bool = True) -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in sorted((REPO / package).rglob("*.py"))}
+    return {name: {m for m in _imports(path, module_level=module_level) if m in files} - {name}
+            for name, path in files.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_glu_ray_never_imports_analysis_at_module_level():
+    """analysis/ sits above glu_ray (it reads glu_ray's vocabulary and configs), never below it."""
+    offenders = {_module_name(p): sorted(m for m in _imports(p, module_level=True) if m.split(".")[0] == "analysis")
+                 for p in (REPO / "glu_ray").rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_no_import_cycle_inside_glu_ray():
+    assert _cycles(_graph("glu_ray")) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_nothing_reaches_up():
+    """Models, pruning and evaluation are the core: they never import the sweep, tracking or the CLI;
+    sweep results never import the trial; tracking only ever logs what the sweep wrote."""
+    graph = _graph("glu_ray", module_level=False)  # function-level imports count here too
+    core = ("glu_ray.models", "glu_ray.pruning", "glu_ray.evaluation", "glu_ray.vocab", "glu_ray.errors")
+    upper = ("glu_ray.sweep", "glu_ray.tracking", "glu_ray.cli", "glu_ray.cost")
+    bad = {m: sorted(d for d in deps if d.startswith(upper)) for m, deps in graph.items() if m.startswith(core)}
+    assert not {m: d for m, d in bad.items() if d}
+    assert "glu_ray.sweep.trial" not in graph["glu_ray.sweep.results"]
+    tracking = {m: _imports(REPO / (m.replace(".", "/") + ".py"), module_level=False)
+                for m in graph if m.startswith("glu_ray.tracking.")}
+    assert not {m for m, deps in tracking.items() if any(d.split(".")[0] == "analysis" for d in deps)}

@@ -95,7 +95,9 @@ def test_act_wanda_flap_formulas():
 
 
 def test_hybrid_formula():
-    ppm = lambda w, dim: (w.amax(dim) + w.amin(dim).abs())
+    def ppm(w, dim):
+        return w.amax(dim) + w.amin(dim).abs()
+
     g, u, d = ppm(G, 1), ppm(U, 1), ppm(DOWN, 0)
     expected = (g / g.max() + u / u.max() + d / d.max()) * HAND.l2.float()
     torch.testing.assert_close(score_layer("hybrid", G, U, down_w=DOWN, stats=HAND), expected)

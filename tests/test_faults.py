@@ -1,10 +1,11 @@
-"""Faults injected for real into one sweep on a real local Ray, real lm-eval and a real MLflow store.
+"""Faults injected for real into one experiment on a real local Ray, real lm-eval and a real MLflow store.
 
 One model with a truncated safetensors file (its config validates; its weights do not load), and
 on a good model: a trial that raises, one whose evaluation runs out of memory above batch 1, one
 whose perplexity is NaN, one whose lm-eval task has lost its data file, and a clean one, with
-``max_failures=1`` and two trials at a time. The sweep must finish, record each fault on its
-trial, retry by the policy, and leave MLflow equal to the ledger.
+``max_failures=1`` and two trials at a time. The in-trial faults go in through faultkit's worker
+hook (the one way tests inject faults). The sweep must finish, record each fault on its trial,
+retry by the policy, and leave MLflow equal to the ledger.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import assert_mlflow_matches_ledger, tiny_model
+from faultkit import assert_mlflow_matches_ledger, plan_fault, tiny_model
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
-from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.pruning.widths import TargetWidth
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 PCTS = (10, 25, 40, 50, 60)
-# pruning % -> the fault that trial injects on itself (None: a clean trial)
+# pruning % -> the fault injected into that trial (faultkit.FAULTS; None: a clean trial)
 PLAN = {10: None, 25: "raise", 40: "oom", 50: "nan", 60: "task_error"}
 
 
@@ -51,50 +52,29 @@ def corrupted_model(good: Path, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fault_sweep(tmp_path_factory):
-    import ray
-
-    import glu_ray.sweep.driver as sweep_mod
-
+def fault_sweep(tmp_path_factory, ray_cluster):
     good, text = tiny_model(tmp_path_factory.getbasetemp())
     root = tmp_path_factory.mktemp("faults")
     bad = corrupted_model(good, root)
     tasks = broken_task_dir(root)
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text))
-    grid = SweepGrid((ModelSpec(str(good), "tiny"), ModelSpec(str(bad), "tiny")), ("maw",),
-                     tuple(TargetWidth(pruning_pct=p) for p in PCTS), ev, stop=StopRule(threshold=1e6))
-    real_build = sweep_mod.build_trials
-
-    def build_with_faults(g):
-        baselines, pruned = real_build(g)
-        out = []
-        for c in pruned:
-            if c.model == str(bad):
-                continue  # the corrupted model's baseline is enough
-            fault = PLAN[min(PCTS, key=lambda p: abs(p - c.width.pruning_pct))]
-            if fault == "task_error":
-                c = replace(c, eval=replace(c.eval, tasks=("broken_mc",), tasks_dir=str(tasks)))
-            elif fault:
-                c = replace(c, fault=fault)
-            out.append(c)
-        return baselines, out
-
-    sweep_mod.build_trials = build_with_faults
-    try:
-        opts = SweepOptions(name="faults", storage=str(root), max_concurrent=2, max_failures=1, verbose=0)
-        result = run_sweep(grid, opts)
-    finally:
-        sweep_mod.build_trials = real_build
-    by_fault = {}
-    for c in result.trials:
-        if c.model == str(bad):
-            by_fault["corrupt"] = c
-        elif c.is_baseline:
-            by_fault["baseline"] = c
-        else:
-            by_fault[c.fault or ("task_error" if c.eval.tasks_dir else "clean")] = c
-    yield result, by_fault
-    ray.shutdown()
+    opts = SweepOptions(name="faults", storage=str(root), max_concurrent=2, max_failures=1, verbose=0)
+    # The corrupted model's baseline is enough: its own grid has no widths (a baseline only),
+    # run first into the same experiment; then the good model's grid, one fault per width.
+    corrupt = run_sweep(SweepGrid((ModelSpec(str(bad), "tiny"),), ("maw",), (), ev, stop=StopRule(threshold=1e6)), opts)
+    grid = SweepGrid((ModelSpec(str(good), "tiny"),), ("maw",), tuple(TargetWidth(pruning_pct=p) for p in PCTS), ev,
+                     stop=StopRule(threshold=1e6))
+    by_fault = {"corrupt": corrupt.trials[0]}
+    baselines, pruned = build_trials(grid)
+    by_fault["baseline"] = baselines[0]
+    for c in pruned:
+        fault = PLAN[min(PCTS, key=lambda p: abs(p - c.width.pruning_pct))]
+        by_fault[fault or "clean"] = c
+        if fault:
+            plan_fault(ray_cluster, c, fault, str(tasks) if fault == "task_error" else None)
+    result = run_sweep(grid, opts)
+    both = replace(result, trials=corrupt.trials + result.trials, finished=corrupt.finished and result.finished)
+    return both, by_fault
 
 
 def _status(result, cfg) -> str:

@@ -42,9 +42,7 @@ def start_server(port: int, store) -> subprocess.Popen:
     return proc
 
 
-def test_server_killed_mid_sweep_then_back(tmp_path_factory, monkeypatch, caplog):
-    import ray
-
+def test_server_killed_mid_sweep_then_back(tmp_path_factory, monkeypatch, caplog, ray_cluster):
     model, text = tiny_model(tmp_path_factory.getbasetemp())
     root = tmp_path_factory.mktemp("outage")
     port = free_port()
@@ -87,7 +85,6 @@ def test_server_killed_mid_sweep_then_back(tmp_path_factory, monkeypatch, caplog
         assert_mlflow_matches_ledger(uri, "outage", ledger_path, [c.key for c in again.trials])
     finally:
         kill_tree(server)
-        ray.shutdown()
 
 
 def test_unreachable_server_at_start_fails_fast_before_any_trial(tmp_path, tiny_model_dir):

@@ -16,7 +16,8 @@ import pytest
 
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
-from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from faultkit import plan_fault
+from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
@@ -39,20 +40,18 @@ def grid_for(models, **kw) -> SweepGrid:
     a, b, text = models
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4, ppl_text=str(text))
     base = dict(models=(ModelSpec(str(a), "tiny"), ModelSpec(str(b), "tiny")), metrics=("maw", "vow", "pon"),
-                targets=(TargetWidth(pruning_pct=25), TargetWidth(pruning_pct=50)), eval=ev, stop=StopRule(threshold=1000.0),
-                faults=((STOPPED, "catastrophic"),))
+                targets=(TargetWidth(pruning_pct=25), TargetWidth(pruning_pct=50)), eval=ev, stop=StopRule(threshold=1000.0))
     return SweepGrid(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
-def sweep(models, tmp_path_factory):
-    import ray
-
+def sweep(models, tmp_path_factory, ray_cluster):
     storage = tmp_path_factory.mktemp("runs")
     opts = SweepOptions(name="e2e", storage=str(storage), verbose=0)
+    _, pruned = build_trials(grid_for(models))
+    plan_fault(ray_cluster, next(c for c in pruned if c.name == STOPPED), "catastrophic")
     result = run_sweep(grid_for(models), opts)
-    yield result, opts, models
-    ray.shutdown()
+    return result, opts, models
 
 
 def test_every_trial_ends_with_a_status_and_stages_in_order(sweep):
@@ -141,9 +140,7 @@ def _free_port() -> int:
 
 
 def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_path):
-    import ray
-
-    ray.shutdown()  # this process must not hold a local cluster of its own
+    # The script runs in its own process: it joins the cluster started here, never this session's.
     a, _, text = models
     port = _free_port()
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -160,13 +157,16 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
                              timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
         assert f"127.0.0.1:{port}" in out.stderr + out.stdout  # it joined the cluster we started
+        # What a researcher sees: one line per trial event, never Ray Tune's per-trial configuration box.
+        assert "started with configuration" not in out.stdout + out.stderr
+        assert "stage 0" in out.stdout and "completed" in out.stdout, out.stdout[-3000:]
         assert Ledger(tmp_path / "cluster" / "ledger.jsonl").finished().values().__len__() == 2
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
 
 
-def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(models, tmp_path):
+def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(models, tmp_path, ray_cluster):
     """StopRule(reference=control): random runs in its own phase; maw at the same width carries the
     control's perplexity and is stopped against it; --replay of other rules reads the same ledger."""
     from glu_ray.cli.sweep import Preset, main
@@ -175,6 +175,8 @@ def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(m
     rule = StopRule(reference="control", threshold=3.0)
     grid = replace(grid_for(models), models=(ModelSpec(str(a), "tiny"),), metrics=("random", "maw"),
                    targets=(TargetWidth(pruning_pct=50),), stop=rule)
+    _, pruned = build_trials(grid)
+    plan_fault(ray_cluster, next(c for c in pruned if c.name == STOPPED), "catastrophic")  # the maw trial
     result = run_sweep(grid, SweepOptions(name="ctrl", storage=str(tmp_path), verbose=0))
     assert result.finished
     events = Ledger(result.experiment_dir / "ledger.jsonl").events()

@@ -37,15 +37,12 @@ def tiny_grid(root: Path) -> SweepGrid:
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory):
+def tracked(tmp_path_factory, ray_cluster):
     """The sweep, run with HF_TOKEN set and the token on its command line (as a careless user might)."""
-    import ray
-
     root = tmp_path_factory.mktemp("tracking")
     grid = tiny_grid(root)
     opts = SweepOptions(name=EXPERIMENT, storage=str(root / "runs"), verbose=0)
     saved_argv, saved_token = sys.argv, os.environ.get("HF_TOKEN")
-    started_ray = not ray.is_initialized()
     sys.argv = ["sweeps/full_grid.py", "--preset", "tiny", "--hf-token", TOKEN]
     os.environ["HF_TOKEN"] = TOKEN
     try:
@@ -57,8 +54,6 @@ def tracked(tmp_path_factory):
             os.environ.pop("HF_TOKEN", None)
         else:
             os.environ["HF_TOKEN"] = saved_token
-        if started_ray:
-            ray.shutdown()
 
 
 def all_runs(uri: str):
@@ -261,3 +256,23 @@ def test_ui_finds_the_experiment_page_and_binds_loopback_by_default(tmp_path):
     args = build_parser().parse_args(["ui"])
     cmd = server_command(store, args.host, args.port)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5000"
+
+
+def test_ui_opens_the_runs_table_with_the_sweeps_metric_columns(tmp_path):
+    """The sweep stores a runs-table view (MLflow's shared view state) naming its headline metrics;
+    `glu-ray ui` links it, so the table opens with those columns instead of none."""
+    from mlflow.tracking import MlflowClient
+
+    from glu_ray.cli.ui import experiment_fragment, find_store
+    from glu_ray.tracking.runs import Tracker
+    from glu_ray.vocab import PPL_WORD, RUNS_VIEW_KEY, RUNS_VIEW_TAG
+
+    (tmp_path / "exp").mkdir()
+    tracker = Tracker(f"sqlite:///{tmp_path / 'exp' / 'mlflow.db'}", "exp", artifact_root=str(tmp_path / "exp" / "a"))
+    store = find_store(None, tmp_path, None)
+    assert "viewStateShareKey" not in experiment_fragment(store, explicit=False)  # no view stored yet
+    tracker.set_runs_view([PPL_WORD, "tiny_mc/acc_norm"])
+    view = json.loads(MlflowClient(tracker.uri).get_experiment(tracker.experiment_id).tags[RUNS_VIEW_TAG])
+    assert view["selectedColumns"][-2:] == [f"metrics.`{PPL_WORD}`", "metrics.`tiny_mc/acc_norm`"]
+    assert "params.`metric`" in view["selectedColumns"] and "tags.`glu_ray.status`" in view["selectedColumns"]
+    assert experiment_fragment(store, explicit=False).endswith(f"&viewStateShareKey={RUNS_VIEW_KEY}")

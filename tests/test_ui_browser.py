@@ -8,7 +8,6 @@ through Playwright and finds every trial's run name. The screenshot is kept unde
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -38,6 +37,8 @@ def free_port() -> int:
 def sweep_storage(tmp_path_factory) -> Path:
     """The tiny preset, cut down to one model x maw x 50%: a baseline and one pruned trial."""
     from glu_ray.models.tiny import build_tiny_model
+
+    _need_browser()  # before the sweep: without a browser it would run for nothing
 
     storage = tmp_path_factory.mktemp("ui-runs")
     model = build_tiny_model(storage / "tiny-ui", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
@@ -87,10 +88,14 @@ def _loopback_only(route) -> None:
         route.abort()
 
 
-def test_ui_serves_the_sweep_and_chromium_finds_every_trial(ui, sweep_storage):
+def _need_browser():
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed (make browser)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def test_ui_serves_the_sweep_and_chromium_finds_every_trial(ui, sweep_storage):
+    sync_api = _need_browser()
 
     assert urlsplit(ui).hostname == "127.0.0.1" and "#/experiments/" in ui
     names = ["tiny-ui/baseline", "tiny-ui/maw/2x"]

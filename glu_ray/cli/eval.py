@@ -7,8 +7,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from lm_eval.utils import simple_parse_args_string
+
 from glu_ray.errors import GluRayError
+from glu_ray.evaluation.harness import check_data, check_tasks, format_table, run_suite
 from glu_ray.evaluation.suites import SUITES, load_suite, with_fewshot
+from glu_ray.models.loading import load_model
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -68,8 +72,6 @@ def _fewshot(text: str) -> int | dict[str, tuple[int, ...]]:
 
 
 def _gen_kwargs(text: str) -> dict:
-    from lm_eval.utils import simple_parse_args_string
-
     items = [i for i in text.split(",") if i.strip()]
     bad = [i for i in items if "=" not in i or not i.split("=", 1)[0].strip()]
     if bad or not items:
@@ -85,9 +87,6 @@ def _limit(text: str) -> int | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glu_ray.evaluation.harness import check_data, check_tasks, format_table, run_suite
-    from glu_ray.models.loading import load_model
-
     # Suite, task names and task folder are all checked before any weight is read.
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     suite = with_fewshot(load_suite(args.suite, tasks=tasks, tasks_dir=args.tasks_dir), args.num_fewshot)

@@ -10,8 +10,9 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Callable
 
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
 
 COMMANDS = ("fetch", "prune", "eval", "report", "ui")  # each names glu_ray/cli/<name>.py
 
@@ -25,23 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def guarded(run: Callable[[], int], prefix: str = "", interrupted: str = "interrupted") -> int:
+    """The CLI boundary (``glu-ray`` and the sweep scripts): a GluRayError is one line and exit 2,
+    Ctrl-C exit 130, anything else one line and exit 1, never a library's traceback."""
     try:
-        return args._run(args)
+        return run()
     except GluRayError as err:
-        print(f"glu-ray {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix}error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"glu-ray {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}{interrupted}", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - never a library's traceback; GLU_RAY_DEBUG=1 shows it
+    except Exception as err:
         if os.environ.get("GLU_RAY_DEBUG"):
             raise
-        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-        print(f"glu-ray {args.command}: error: internal error: {type(err).__name__}: {lines[0][:300] if lines else ''} "
+        print(f"{prefix}error: internal error: {type(err).__name__}: {first_line(err, default='')} "
               "(GLU_RAY_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: args._run(args), prefix=f"glu-ray {args.command}: ")
 
 
 if __name__ == "__main__":

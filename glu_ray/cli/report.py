@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     # analysis pulls in pandas/matplotlib: imported here so other subcommands start fast.
     from analysis import from_lm_eval, from_mlflow, read_published, sweep_run_id, write_report
-    from analysis.stop_audit import audit_points, audit_summary, summary_text
+    from analysis.stop_audit import audit_points, audit_summary, summary_text  # lazy, as analysis above
 
     run_id, notes = None, ()
     if args.experiment:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         except Exception as err:  # noqa: BLE001 - a bad URI or an unreadable store, said on one line
             raise GluRayError(f"cannot read MLflow experiment {args.experiment!r} at {args.tracking_uri or 'the default store'}: "
-                              f"{_first_line(err)}") from None
+                              f"{first_line(err)}") from None
     elif args.published:
         published = read_published(args.published)
         df, notes = published.frame, published.notes
@@ -56,6 +56,3 @@ def _check_store(uri: str | None) -> None:
         raise GluRayError(f"no MLflow store at {uri[len('sqlite:///'):]} (check --tracking-uri)")
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(err).__name__

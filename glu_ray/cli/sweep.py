@@ -9,8 +9,6 @@ trials of the experiment's ledger instead of running anything.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -19,9 +17,13 @@ from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
-from glu_ray.sweep.driver import SweepOptions
 from glu_ray.sweep.stop_rule import REFERENCES, StopRule
 from glu_ray.pruning.calibration import CalibrationSpec
+from glu_ray.cli.main import guarded
+from glu_ray.cost.estimate import print_estimate
+from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.sweep.results import format_table, results_table, trial_status_counts
+from glu_ray.models.tiny import tiny_preset_models
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.vocab import ERROR_TAG, TrialStatus
 
@@ -40,6 +42,11 @@ class Preset:
     experiment: str = "glu-ray"
     # What data-driven metrics read unless --calibration is given (a function: text written in code).
     calibration: CalibrationSpec | Callable[[Path], CalibrationSpec] | None = None
+
+
+def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
+    """The tiny presets' models (glu_ray.models.tiny), trained in code on first use, on the tiny suite."""
+    return tuple(ModelSpec(str(path), "tiny") for path in tiny_preset_models(storage))
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -82,6 +89,8 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpu-fraction", type=float, help="GPU share per trial (default: from model size)")
+    p.add_argument("--gpu-memory-gb", type=float, help="GPU memory the fraction is sized for, in the sweep and "
+                                                      "--estimate alike (default: the driver's GPU, else 80)")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="2 also shows every trial's output")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
@@ -134,6 +143,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise GluRayError(f"{flag} must be at least 1 (got {value})")
     if not args.cpus_per_trial > 0:
         raise GluRayError(f"--cpus-per-trial must be > 0 (got {args.cpus_per_trial})")
+    if args.gpu_memory_gb is not None and not args.gpu_memory_gb > 0:
+        raise GluRayError(f"--gpu-memory-gb must be > 0 (got {args.gpu_memory_gb})")
     if args.gpu_fraction is not None and not 0 < args.gpu_fraction <= 1:
         raise GluRayError(f"--gpu-fraction must be in (0, 1] (got {args.gpu_fraction})")
     if args.max_failures < -1:
@@ -148,41 +159,23 @@ def options_from_args(args: argparse.Namespace, preset: Preset) -> SweepOptions:
     return SweepOptions(
         name=args.experiment or preset.experiment, storage=args.storage, tracking_uri=args.tracking_uri,
         address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-        gpu_fraction=args.gpu_fraction, max_failures=args.max_failures, verbose=args.verbose,
+        gpu_fraction=args.gpu_fraction, gpu_memory_gb=args.gpu_memory_gb, max_failures=args.max_failures, verbose=args.verbose,
     )
 
 
 def main(presets: dict[str, Preset], argv: list[str] | None = None, description: str = "") -> int:
     args = build_parser(presets, description).parse_args(argv)
     preset = presets[args.preset]
-    try:
+
+    def run() -> int:
         check_args(args)
         grid = grid_from_args(args, preset)
         opts = options_from_args(args, preset)
         if args.estimate:
-            from glu_ray.cost.estimate import print_estimate
-
             return print_estimate(grid, opts)
-        if args.replay:
-            return _replay(grid, opts)
-        return _run(grid, opts)
-    except GluRayError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume (finished trials are kept)", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - one line at the boundary; GLU_RAY_DEBUG=1 shows the traceback
-        if os.environ.get("GLU_RAY_DEBUG"):
-            raise
-        print(f"error: internal error: {type(err).__name__}: {_first_line(err)} (GLU_RAY_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return 1
+        return _replay(grid, opts) if args.replay else _run(grid, opts)
 
-
-def _first_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else ""
+    return guarded(run, interrupted="interrupted: rerun the same command to resume (finished trials are kept)")
 
 
 def _replay(grid: SweepGrid, opts: SweepOptions) -> int:
@@ -196,9 +189,6 @@ def _replay(grid: SweepGrid, opts: SweepOptions) -> int:
 
 
 def _run(grid: SweepGrid, opts: SweepOptions) -> int:
-    from glu_ray.sweep.results import format_table, results_table, trial_status_counts
-    from glu_ray.sweep.driver import run_sweep
-
     result = run_sweep(grid, opts)
     table = results_table(result.trials, result.rows)
     print("\n" + format_table(table))

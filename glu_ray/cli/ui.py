@@ -23,7 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
+from glu_ray.vocab import RUNS_VIEW_KEY, RUNS_VIEW_TAG
 
 STORE = "mlflow.db"  # what a sweep writes under --storage/<experiment>/ (tracking.default_tracking_uri)
 ALL_INTERFACES = ("0.0.0.0", "::")
@@ -107,19 +108,20 @@ def experiment_fragment(store: Store, *, explicit: bool) -> str:
     """``#/experiments/<id>`` of the sweep's experiment, read from the store before serving it."""
     if not store.experiment:
         return ""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # lazy: mlflow costs ~9 s at import (python -X importtime, shared CPU)
 
     try:
         exp = MlflowClient(store.uri).get_experiment_by_name(store.experiment)
     except Exception as err:  # noqa: BLE001 - e.g. not an MLflow database
-        raise GluRayError(f"cannot read the MLflow store {store.uri}: {str(err).strip().splitlines()[0]}") from None
+        raise GluRayError(f"cannot read the MLflow store {store.uri}: {first_line(err)}") from None
     if exp is None:
         if explicit:
             raise GluRayError(f"the store {store.uri} has no experiment named {store.experiment!r}")
         return ""  # a store named after another folder: the UI's experiment list is fine
     # MLflow 3 opens experiments on its GenAI (traces) overview unless the URL asks for the
     # model-training view; a sweep is a table of runs.
-    return f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    view = f"&viewStateShareKey={RUNS_VIEW_KEY}" if RUNS_VIEW_TAG in exp.tags else ""  # the sweep's columns
+    return f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning{view}"
 
 
 def check_port_free(host: str, port: int) -> None:

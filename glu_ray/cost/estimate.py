@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from glu_ray.cost.gpu_cost import estimate_sweep, load_profile, trial_from_config
 from glu_ray.errors import GluRayError
-from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
 from glu_ray.models.loading import check_glu_config
 from glu_ray.models.snapshots import snapshot_path
+from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 
 
 def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
@@ -16,20 +17,20 @@ def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
         snapshot = snapshot_path(source) if "/" in source else None
         if snapshot is None:
             raise
-        from transformers import AutoConfig
+        from transformers import (
+            AutoConfig,  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
+        )
 
         return AutoConfig.from_pretrained(snapshot)
 
 
-def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpu_memory_gb: float = 141.0) -> int:
+def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5) -> int:
     """Cost every trial of ``grid`` with glu_ray.cost.gpu_cost and print the table; returns 0."""
-    from glu_ray.cost.gpu_cost import estimate_sweep, load_profile, trial_from_config
-
     baselines, pruned = build_trials(grid, load_config=config_or_snapshot)
     costs = []
     for base in baselines:
         suite = base.eval.load_suite()
-        frac = opts.gpu_fraction or gpu_fraction(base.num_params, int(gpu_memory_gb * 2**30))
+        frac = opts.gpu_fraction or gpu_fraction(base.num_params, gpu_memory(opts.gpu_memory_gb))  # as the sweep packs
         tasks = tuple(b.task for b in suite.benchmarks)
         root = trial_from_config(config_or_snapshot(base.model), name=base.name, model=base.model_name,
                                  width=base.width.width, benchmarks=tasks, gpu_fraction=frac, baseline=True)

@@ -8,7 +8,6 @@ never reloaded or copied, and never deleted. Metric names are flattened through 
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import logging
 import math
@@ -17,12 +16,11 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterable, Mapping
 
-import torch
-
 from glu_ray.errors import GluRayError
 from glu_ray.evaluation.benchmarks import check_benchmarks
 from glu_ray.vocab import metric_key, split_lm_eval_key
 from glu_ray.evaluation.suites import Benchmark, Suite
+from glu_ray.models.loading import free_memory
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ class EvalResult:
 @functools.lru_cache(maxsize=4)
 def task_manager(tasks_dirs: tuple[str, ...] = ()):
     """lm-eval's TaskManager, built once per include path: indexing its ~10k YAMLs takes seconds."""
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # lazy: lm_eval.tasks costs ~0.9 s at import (python -X importtime, shared CPU)
 
     return TaskManager(include_path=list(tasks_dirs)) if tasks_dirs else TaskManager()
 
@@ -128,8 +126,8 @@ def merge_raw(calls: list[tuple[int, dict]]) -> dict:
 def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shots: int, *, limit, batch_size,
               max_length, seed, bootstrap_iters, gen_kwargs) -> dict:
     """One simple_evaluate call; the HFLM wrapper and lm-eval's task state are freed afterwards."""
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval import simple_evaluate  # lazy: lm-eval's evaluator and HFLM cost ~4 s at import (python -X importtime, shared CPU)
+    from lm_eval.models.huggingface import HFLM  # lazy: HFLM costs ~4 s at import (python -X importtime, shared CPU)
 
     pad_token = tokenizer.pad_token  # HFLM sets one when missing; give the caller theirs back
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
@@ -145,12 +143,6 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
         tokenizer.pad_token = pad_token
         del lm
         free_memory()
-
-
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def flatten(benchmarks: Iterable[Benchmark], out: dict) -> dict[str, float]:

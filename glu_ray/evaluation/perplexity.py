@@ -21,8 +21,11 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from lm_eval.api.instance import Instance
+from lm_eval.api.metrics import bits_per_byte, weighted_perplexity
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
 
 # lm-eval's wikitext task scores `EleutherAI/wikitext_document_level`, config `wikitext-2-raw-v1`, test split.
 WIKITEXT = ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test")
@@ -76,14 +79,13 @@ def split_documents(text: str) -> list[str]:
 
 
 def _wikitext_pages() -> list[str]:
-    import datasets
+    import datasets  # lazy: datasets costs ~1.5 s at import (python -X importtime, shared CPU)
 
     path, name, split = WIKITEXT
     try:
         return list(datasets.load_dataset(path, name, split=split)["page"])
-    except Exception as err:  # offline, no cache, hub errors: all mean "not reachable here"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GluRayError(f"lm-eval's wikitext dataset is not reachable ({first}); pass a local text file") from None
+    except Exception as err:  # noqa: BLE001 - offline, no cache, hub errors: all mean "not reachable here"
+        raise GluRayError(f"lm-eval's wikitext dataset is not reachable ({first_line(err)}); pass a local text file") from None
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -99,8 +101,6 @@ def prefix_token_id(tokenizer) -> int:
 
 def windows(tokens: list[int], prefix: int, max_length: int, doc: int) -> list[Window]:
     """lm-eval's rolling windows for one document, as HFLM._loglikelihood_tokens would feed them."""
-    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-
     out = []
     for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(tokens, prefix, max_length, 1)):
         full = (ctx + cont)[-(max_length + 1):]  # HFLM truncates from the left, then drops the last token
@@ -148,7 +148,9 @@ def fast_perplexity(model, tokenizer, documents: Sequence[str], *, max_length: i
     ``batch_size`` sets the token budget (batch_size * max_length tokens per forward), so memory
     matches an lm-eval run with the same batch size while short windows share a batch.
     """
-    from lm_eval.tasks.wikitext.preprocess_wikitext import wikitext_detokenizer
+    from lm_eval.tasks.wikitext.preprocess_wikitext import (
+        wikitext_detokenizer,  # lazy: lm_eval.tasks costs ~0.9 s at import (python -X importtime, shared CPU)
+    )
 
     if tokenizer is None:
         raise GluRayError("fast_perplexity needs the model's tokenizer, got None")
@@ -183,10 +185,11 @@ def lm_eval_perplexity(model, tokenizer, documents: Sequence[str], *, max_length
     What lm-eval's ``wikitext`` task computes on ``documents``, without its dataset download;
     fast_perplexity must agree with it (tests and bench/ppl_speed.py check that).
     """
-    from lm_eval.api.instance import Instance
-    from lm_eval.api.metrics import bits_per_byte, weighted_perplexity
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks.wikitext.preprocess_wikitext import process_results, wikitext_detokenizer
+    from lm_eval.models.huggingface import HFLM  # lazy: HFLM costs ~4 s at import (python -X importtime, shared CPU)
+    from lm_eval.tasks.wikitext.preprocess_wikitext import (  # lazy: lm_eval.tasks costs ~0.9 s at import (python -X importtime, shared CPU)
+        process_results,
+        wikitext_detokenizer,
+    )
 
     started = time.perf_counter()
     pad_token = tokenizer.pad_token

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.benchmark import CAPABILITIES, STAGES, Benchmark
 from glu_ray.evaluation.task_folder import TaskFolder, read_task_dir
 
@@ -74,7 +74,7 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise GluRayError(f"cannot read suite {path}: {str(err).splitlines()[0]}") from None
+        raise GluRayError(f"cannot read suite {path}: {first_line(err)}") from None
     if not isinstance(data, dict) or "name" not in data:
         raise GluRayError(f"suite {path} must be a mapping with at least `name` and `benchmarks`")
     return data

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from glu_ray.errors import GluRayError
+from lm_eval.api.registry import is_higher_better
+
+from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.benchmark import Benchmark
 
 
@@ -56,12 +58,12 @@ class TaskFolder:
         if name in self.groups:
             return (self.groups[name],)
         if name in _seen:
-            raise GluRayError(f"--tasks-dir {self.root}: groups/tags include each other in a loop: {' -> '.join(_seen)}")
+            raise GluRayError(f"lm-eval task folder {self.root}: groups/tags include each other in a loop: {' -> '.join(_seen)}")
         out = []
         for member in self.members.get(name, ()):
             found = self.expand(member, _seen + (name,))
             if not found:
-                raise GluRayError(f"--tasks-dir {self.root}: {name!r} includes {member!r}, which is not a task of the "
+                raise GluRayError(f"lm-eval task folder {self.root}: {name!r} includes {member!r}, which is not a task of the "
                                   "folder (a group without aggregate_metric_list is run task by task)")
             out += [b for b in found if b not in out]
         return tuple(out)
@@ -69,17 +71,19 @@ class TaskFolder:
 
 def read_task_dir(tasks_dir: str) -> TaskFolder:
     """Parse every task YAML under ``tasks_dir``; a file that does not parse is a GluRayError."""
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from lm_eval.tasks._yaml_loader import (
+        load_yaml,  # lazy: lm_eval.tasks costs ~0.9 s at import (python -X importtime, shared CPU)
+    )
 
     root = Path(tasks_dir).expanduser()
     if not root.is_dir():
-        raise GluRayError(f"--tasks-dir {tasks_dir!r} is not a folder")
+        raise GluRayError(f"lm-eval task folder {tasks_dir!r} is not a folder")
     tasks, group_cfgs, members = {}, {}, {}
     for path in sorted(root.rglob("*.y*ml")):
         try:
             cfg = load_yaml(path, resolve_func=True)
-        except Exception as err:  # yaml errors, missing !function modules, include cycles
-            raise GluRayError(f"task file {path} does not parse: {str(err).splitlines()[0]}") from None
+        except Exception as err:  # noqa: BLE001 - yaml errors, missing !function modules, include cycles
+            raise GluRayError(f"task file {path} does not parse: {first_line(err)}") from None
         if not isinstance(cfg, dict):
             continue
         if isinstance(cfg.get("group"), str) and isinstance(cfg.get("task"), list):
@@ -91,7 +95,7 @@ def read_task_dir(tasks_dir: str) -> TaskFolder:
             name = cfg.get("task") if isinstance(cfg.get("task"), str) else cfg.get("group")
             members[tag] = tuple(dict.fromkeys([*members.get(tag, ()), name]))
     if not tasks and not group_cfgs:
-        raise GluRayError(f"--tasks-dir {tasks_dir!r} holds no lm-eval task YAML (a file with `task: name`)")
+        raise GluRayError(f"lm-eval task folder {tasks_dir!r} holds no task YAML (a file with `task: name`)")
     groups = {name: _group_benchmark(name, cfg, members[name], tasks) for name, cfg in group_cfgs.items()
               if cfg.get("aggregate_metric_list")}
     grouped = {m for g in group_cfgs for m in members[g]}
@@ -114,8 +118,6 @@ def _member_name(entry) -> str | None:
 def _higher_is_better(entry: dict) -> bool:
     higher = entry.get("higher_is_better")
     if higher is None:  # not in the YAML: lm-eval's metric registry knows (perplexities are lower-better)
-        from lm_eval.api.registry import is_higher_better
-
         higher = is_higher_better(str(entry["metric"]))
     return higher is not False
 

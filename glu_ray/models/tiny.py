@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from glu_ray.files import clear_leftovers, file_lock, publish, temp_sibling
 
@@ -33,8 +34,9 @@ def tiny_corpus(sentences: int, seed: int = 0) -> str:
 
 def byte_tokenizer():
     """A real fast tokenizer, one token per byte (byte-level BPE with no merges), built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import (
+        PreTrainedTokenizerFast,  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
+    )
 
     vocab = {tok: i for i, tok in enumerate(["<unk>", "<s>", "</s>"])}
     for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
@@ -48,7 +50,10 @@ def byte_tokenizer():
 
 
 def tiny_llama(tokenizer, *, hidden: int = 64, intermediate: int = 256, layers: int = 2, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import (  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
@@ -100,13 +105,11 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, steps: int = 250, **
     return out
 
 
-def tiny_preset_models(storage: Path) -> tuple:
-    """The `--preset tiny` models: two small Llamas of different shapes, trained once and cached."""
-    from glu_ray.sweep.grid import ModelSpec
-
+def tiny_preset_models(storage: Path) -> tuple[Path, ...]:
+    """The `--preset tiny` model folders: two small Llamas of different shapes, trained once and cached."""
     root = tiny_models_root(storage)
     shapes = {"tiny-llama-a": dict(hidden=64, intermediate=256, layers=2), "tiny-llama-b": dict(hidden=64, intermediate=192, layers=2)}
-    return tuple(ModelSpec(str(build_tiny_model(root / name, seed=i, **s)), "tiny") for i, (name, s) in enumerate(shapes.items()))
+    return tuple(build_tiny_model(root / name, seed=i, **s) for i, (name, s) in enumerate(shapes.items()))
 
 
 def tiny_models_root(storage: Path) -> Path:

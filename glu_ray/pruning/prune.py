@@ -26,22 +26,21 @@ class Ranking:
     ``scores`` keeps each layer's fp32 scores so that ``keep`` can cut exactly where OptiPFair's
     ``torch.topk`` cuts: bf16 weights give many exactly tied scores (maw of bf16 rows), and topk
     breaks ties its own way, not by index. Without ties the kept set is a prefix of ``order``.
+    Every saved ranking has its scores (ranking_cache.FORMAT 2 recomputes older files).
     """
 
     metric: str
     seed: int
     order: tuple[torch.Tensor, ...]  # [n_layers] x [I] int64, on CPU
     seconds: float
-    scores: tuple[torch.Tensor, ...] = ()  # [n_layers] x [I] fp32, on CPU; () = cut by order
+    scores: tuple[torch.Tensor, ...]  # [n_layers] x [I] fp32, on CPU
     calibration: str | None = None  # fingerprint of the calibration the ranking saw, if any
     means: tuple[torch.Tensor, ...] = ()  # [n_layers] x [I] fp64 mean down_proj input: bias compensation
 
     def keep(self, layer: int, width: int) -> torch.Tensor:
         """The ``width`` most important neurons of ``layer``, in their original order: [width]."""
-        if self.scores:
-            # O(I) per layer: re-cutting the stored scores costs nothing next to reading weights.
-            return torch.sort(torch.topk(self.scores[layer], width).indices).values
-        return torch.sort(self.order[layer][:width]).values
+        # O(I) per layer: re-cutting the stored scores costs nothing next to reading weights.
+        return torch.sort(torch.topk(self.scores[layer], width).indices).values
 
     def save(self, path: str | Path) -> None:
         torch.save(
@@ -53,7 +52,7 @@ class Ranking:
     @classmethod
     def load(cls, path: str | Path) -> Ranking:
         d = torch.load(path, weights_only=True)
-        return cls(d["metric"], d["seed"], tuple(d["order"]), d["seconds"], tuple(d.get("scores", ())),
+        return cls(d["metric"], d["seed"], tuple(d["order"]), d["seconds"], tuple(d["scores"]),
                    d.get("calibration"), tuple(d.get("means", ())))
 
 

@@ -73,7 +73,6 @@ class TrialConfig:
     calibration: CalibrationSpec | None = None  # set only where used: data-driven metric or bias compensation
     bias_compensation: bool = False  # FLAP: the pruned neurons' mean contribution becomes down_proj's bias
     artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
-    fault: str | None = None  # tests only: inject a named fault (see trial.FAULTS)
 
     @property
     def is_baseline(self) -> bool:

@@ -10,22 +10,30 @@ that already finished, so nothing is rerun and nothing logged twice.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata as md
 import logging
 import math
 import os
+import platform
+import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from glu_ray.sweep.config import TrialConfig
-from glu_ray.errors import GluRayError
-from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction
+from glu_ray.errors import GluRayError, first_line
+from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.sweep.lock import experiment_lock
-from glu_ray.sweep.results import results_table
-from glu_ray.vocab import PPL_WORD
+from glu_ray.sweep.results import results_table, write_report
+from glu_ray.sweep.trial import run_trial
+from glu_ray.tracking.runs import Tracker, default_tracking_uri
+from glu_ray.vocab import PPL_RATIO, PPL_WORD, safe
 
 log = logging.getLogger("glu_ray")
 
@@ -39,7 +47,7 @@ class SweepOptions:
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
     gpu_fraction: float | None = None  # override the per-model fraction
-    gpu_memory_gb: float | None = None  # for the fraction; default: the driver's GPU, else 80
+    gpu_memory_gb: float | None = None  # for the fraction; default: grid.gpu_memory (the driver's GPU, else 80)
     max_failures: int = 0  # Tune retries of a failing trial
     verbose: int = 1
 
@@ -72,6 +80,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     _init_ray(opts)
     tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
     configs = {c.key: c for c in baselines + pruned}
+    tracker.set_runs_view(headline_keys(baselines + pruned))
     tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
 
     whole = _run_phase("baselines", baselines, ledger, tracker, opts, root)
@@ -97,27 +106,37 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     finished = all(c.key in ended for c in trials)
     try:
         tracker.sync(ledger, configs)
-        tracker.publish(results_table(trials, rows), root / "report")  # results table + analysis report; never raises
+        tracker.publish(results_table(trials, rows), write_report(trials, rows, root / "report"))  # never raises
         tracker.end_sweep(finished)
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
-                    "rerun the same command when it is back to log them", uri, _first_line(err), ledger.path)
+                    "rerun the same command when it is back to log them", uri, first_line(err), ledger.path)
     return SweepResult(trials, rows, finished, root, uri)
+
+
+def headline_keys(trials) -> list[str]:
+    """What a researcher compares trials on: stage-0 perplexity, then each suite's headline scores."""
+    keys = [PPL_WORD, PPL_RATIO]
+    for cfg in trials:
+        keys += [b.key for b in cfg.eval.load_suite().benchmarks if b.key not in keys]
+    return keys
 
 
 def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
     """Run the phase's unfinished trials; False when it was cut short (Ctrl-C: Tune returns
     from fit with trials that never ended), so the next phase does not start."""
+    # Ray Tune and the callbacks (which subclass Tune's) are imported where a sweep runs: Tune
+    # costs ~5 s at import (python -X importtime), which --estimate and --help never need.
     from ray import tune
 
+    from glu_ray.sweep.progress import ProgressCallback
     from glu_ray.tracking.callback import TrackingCallback
-    from glu_ray.sweep.trial import run_trial
 
     done = ledger.finished()
     pending = [c for c in trials if c.key not in done]
     if not pending:
         return True
-    gpu_mem = _gpu_memory(opts)
+    gpu_mem = gpu_memory(opts.gpu_memory_gb)
     trainable = tune.with_resources(run_trial, lambda config: _resources(config, opts, gpu_mem))
     tuner = tune.Tuner(
         trainable,
@@ -126,9 +145,11 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
         run_config=tune.RunConfig(
             name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(root / "ray"),
-            callbacks=[TrackingCallback(ledger, tracker)],
+            callbacks=[TrackingCallback(ledger, tracker)] + ([ProgressCallback(len(pending))] if opts.verbose else []),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            verbose=opts.verbose,
+            # Tune's reporter (a configuration box per trial, a status table) only at verbose 2:
+            # below it, ProgressCallback prints one line per trial event instead.
+            verbose=1 if opts.verbose >= 2 else 0,
         ),
     )
     tuner.fit()  # trial errors are recorded by the callback, never raised here
@@ -136,24 +157,14 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
     return all(c.key in ended for c in pending)
 
 
-def _resources(config: dict, opts: SweepOptions, gpu_mem: float) -> dict:
-    import ray
+def _resources(config: dict, opts: SweepOptions, gpu_mem: int) -> dict:
+    import ray  # lazy: ~1 s at import, only where a sweep runs (see _run_phase)
 
     cfg = TrialConfig.from_dict(config["trial"])
     if ray.cluster_resources().get("GPU", 0) > 0:
-        frac = opts.gpu_fraction or gpu_fraction(cfg.num_params, int(gpu_mem))
+        frac = opts.gpu_fraction or gpu_fraction(cfg.num_params, gpu_mem)
         return {"cpu": opts.cpus_per_trial, "gpu": frac}
     return {"cpu": opts.cpus_per_trial}
-
-
-def _gpu_memory(opts: SweepOptions) -> float:
-    if opts.gpu_memory_gb:
-        return opts.gpu_memory_gb * 2**30
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).total_memory
-    return 80 * 2**30
 
 
 def _init_ray(opts: SweepOptions) -> None:
@@ -162,7 +173,7 @@ def _init_ray(opts: SweepOptions) -> None:
         # A local cluster binds to loopback: nothing listens on, or probes, the network (Ray
         # otherwise discovers the node IP by "connecting" to a public DNS server).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
+    import ray  # after the variable above: Ray reads it at import
 
     if ray.is_initialized():
         return
@@ -179,8 +190,6 @@ def _init_ray(opts: SweepOptions) -> None:
 
 
 def _tracker(opts: SweepOptions, root: Path):
-    from glu_ray.tracking.runs import Tracker, default_tracking_uri
-
     uri = opts.tracking_uri or default_tracking_uri(root)
     if uri.startswith(("http://", "https://")):
         # MLflow's client retries a dead server for minutes per call; during a sweep the ledger
@@ -193,14 +202,11 @@ def _tracker(opts: SweepOptions, root: Path):
     try:
         return Tracker(uri, opts.name, artifact_root=str(root / "mlartifacts")), uri
     except Exception as err:  # noqa: BLE001 - fail before any trial spends GPU time
-        raise GluRayError(f"cannot use MLflow tracking URI {uri}: {_first_line(err)}") from None
+        raise GluRayError(f"cannot use MLflow tracking URI {uri}: {first_line(err)}") from None
 
 
 def _check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, before Ray starts, when the tracking server does not answer."""
-    import socket
-    from urllib.parse import urlsplit
-
     parts = urlsplit(uri)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -210,17 +216,9 @@ def _check_reachable(uri: str, timeout: float = 5.0) -> None:
                           "or drop --tracking-uri to track in SQLite under --storage") from None
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(err).__name__
-
 
 def _with_artifact_dir(cfg: TrialConfig, root: Path) -> TrialConfig:
     """The trial's own folder for its MLflow files, under storage (shared on a cluster)."""
-    import hashlib
-
-    from glu_ray.vocab import safe
-
     # Readable, and unique: two models may share a short name.
     slug = safe(cfg.name).replace("/", "_") + "-" + hashlib.sha1(cfg.key.encode()).hexdigest()[:8]
     return replace(cfg, artifact_dir=str(root / "trials" / slug))
@@ -231,10 +229,6 @@ def _finite(x) -> float | None:
 
 
 def _provenance() -> dict[str, str]:
-    import importlib.metadata as md
-    import platform
-    import subprocess
-
     out = {"python": platform.python_version(), "host_cpus": str(os.cpu_count())}
     for pkg in ("torch", "transformers", "lm_eval", "ray", "mlflow"):
         try:

@@ -39,7 +39,6 @@ class SweepGrid:
     dtype: str | None = None  # torch dtype trials load the model in (None: fp32 on CPU, bf16 on GPU)
     seed: int = 0
     trust_remote_code: bool = False
-    faults: tuple[tuple[str, str], ...] = ()  # tests only: (trial name, trial.FAULTS name)
     calibration: CalibrationSpec | None = None  # what data-driven metrics (and bias compensation) read
     bias_compensation: bool = False  # every pruned trial: the pruned neurons' mean becomes a bias
 
@@ -59,7 +58,7 @@ def inspect_model(spec: ModelSpec, trust_remote_code: bool = False, load_config=
     A fetched alias (``smollm2``) is resolved here, once: trials get the cached folder, and runs are
     named after it (``SmolLM2-135M-Instruct``), not after the alias.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     source = resolve_model_source(spec.source)
     config = load_config(source, trust_remote_code=trust_remote_code)
@@ -134,8 +133,22 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
     if metric is not None and (grid.bias_compensation or get_metric(metric).needs_calibration):
         # Only trials that read calibration carry it: a static metric's ranking (and key) stays as it was.
         cfg = replace(cfg, calibration=grid.calibration, bias_compensation=grid.bias_compensation)
-    fault = dict(grid.faults).get(cfg.name)
-    return replace(cfg, fault=fault) if fault else cfg
+    return cfg
+
+
+# Without a GPU in sight (a CPU-only driver, --estimate on a laptop): an 80 GB GPU, the common
+# datacenter size; packing for it is safe on larger ones. --gpu-memory-gb says otherwise.
+DEFAULT_GPU_MEMORY_GB = 80.0
+
+
+def gpu_memory(gb: float | None = None) -> int:
+    """Bytes of the GPU trials are packed onto: ``gb`` when given, else the driver's GPU, else
+    DEFAULT_GPU_MEMORY_GB. The sweep and --estimate both ask here, so they pack alike."""
+    if gb:
+        return int(gb * 2**30)
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory
+    return int(DEFAULT_GPU_MEMORY_GB * 2**30)
 
 
 def gpu_fraction(num_params: int, gpu_bytes: int) -> float:

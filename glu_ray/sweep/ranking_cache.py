@@ -62,12 +62,16 @@ def cached_rank(
     def stats() -> CalibrationStats | None:
         if calibration is None:
             return None
-        run = lambda: calibrate(model, tokenizer, calibration, batch_size=batch_size)
+        def run() -> CalibrationStats:
+            return calibrate(model, tokenizer, calibration, batch_size=batch_size)
+
         if cache_dir is None:
             return run()
         return _once(stats_path(cache_dir, source, revision, calibration.fingerprint), run, CalibrationStats.load)[0]
 
-    compute = lambda: rank(model, metric, seed=seed, calibration=stats())
+    def compute() -> Ranking:
+        return rank(model, metric, seed=seed, calibration=stats())
+
     if cache_dir is None:
         return compute(), False
     fingerprint = calibration.fingerprint if calibration is not None else None

@@ -8,7 +8,6 @@ tasks, stage 2 the rest. Every report carries the trial's identity.
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import time
 from functools import lru_cache
@@ -17,9 +16,11 @@ from typing import Callable
 import torch
 
 from glu_ray.tracking import artifacts as trial_artifacts
+from glu_ray.evaluation.harness import run_suite
+from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
 from glu_ray.sweep.config import TrialConfig
-from glu_ray.models.loading import glu_layers, load_model, param_count
+from glu_ray.models.loading import free_memory, load_model, param_count
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.ranking_cache import cached_rank
 from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
@@ -27,46 +28,9 @@ from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, 
                            eval_seconds_key)
 
 
-@torch.no_grad()
-def _scale_down(model) -> None:
-    # A real catastrophe: every MLP writes loud noise into the residual stream. (Scaling the
-    # weights up is not enough: RMSNorm undoes most of it.)
-    gen = torch.Generator().manual_seed(0)
-    for t in glu_layers(model):
-        w = t.down.weight
-        w.copy_(torch.randn(w.shape, generator=gen).to(w) * 10)
-
-
-@torch.no_grad()
-def _nan_weights(model) -> None:
-    glu_layers(model)[0].down.weight[0, 0] = float("nan")
-
-
-def _raise(model) -> None:
-    raise RuntimeError("injected fault: trial raised")
-
-
-def _oom(model) -> None:
-    # Out of memory at any evaluation batch above 1: the trial survives only through the
-    # half-the-batch retry (_with_oom_retry), which this fault exists to exercise.
-    forward = model.forward
-
-    def tight_memory(*args, **kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is not None and ids.shape[0] > 1:
-            raise torch.OutOfMemoryError(f"injected fault: CUDA out of memory at batch {ids.shape[0]}")
-        return forward(*args, **kwargs)
-
-    model.forward = tight_memory
-
-
-# Tests only: faults a trial injects on itself, by name (TrialConfig.fault).
-FAULTS: dict[str, Callable] = {"catastrophic": _scale_down, "nan": _nan_weights, "raise": _raise, "oom": _oom}
-
-
 def run_trial(config: dict) -> None:
     """Ray Tune function trainable. ``config["trial"]`` is a TrialConfig dict."""
-    from ray import tune
+    from ray import tune  # lazy: Tune costs ~5 s at import; the driver imports this module for --estimate too
 
     cfg = TrialConfig.from_dict(config["trial"])
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -85,8 +49,6 @@ def run_trial(config: dict) -> None:
             report = prune(model, ranking, cfg.width, bias_compensation=cfg.bias_compensation)
             ident.update({PARAMS_KEPT: report.params_after, RANKING_CACHED: int(cached), PRUNE_SECONDS: report.seconds})
         trial_artifacts.start(cfg.artifact_dir, model, cfg.width.intermediate)  # logged by the driver at the end
-        if cfg.fault:
-            FAULTS[cfg.fault](model)
         save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
         for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
@@ -96,17 +58,12 @@ def run_trial(config: dict) -> None:
                 return
     finally:
         del model, tok
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
 
 def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None):
     """Yield (stage, metrics, TrialStatus) after each stage; RUNNING until the last.
     ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded."""
-    from glu_ray.evaluation.harness import run_suite
-    from glu_ray.evaluation.perplexity import fast_perplexity
-
     suite = cfg.eval.load_suite()
     max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
     docs = _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs)
@@ -145,15 +102,11 @@ def _with_oom_retry(fn, batch_size: int):
             if batch_size <= 1:
                 raise
             batch_size //= 2
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_memory()
 
 
 @lru_cache(maxsize=4)
 def _documents(source: str | None, max_docs: int | None) -> tuple[str, ...]:
-    from glu_ray.evaluation.perplexity import load_documents
-
     docs = load_documents(source)
     return tuple(docs[:max_docs] if max_docs else docs)
 
@@ -161,7 +114,7 @@ def _documents(source: str | None, max_docs: int | None) -> tuple[str, ...]:
 def _use_assigned_cpus() -> None:
     """torch threads = the CPUs Ray gave this trial, so packed trials do not oversubscribe."""
     try:
-        import ray
+        import ray  # lazy, as tune above
 
         if not ray.is_initialized():  # outside Ray: get_runtime_context() would start (or join) a cluster
             return

@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from glu_ray.models.loading import glu_layers
+
 CONFIG, WIDTHS, LM_EVAL = "config.json", "widths.json", "lm_eval_results.json"
 
 
@@ -24,8 +26,6 @@ def start(folder: str | None, model, original_width: int) -> None:
     """A fresh folder (a retried trial must not log its failed attempt's files), model files."""
     if not folder:
         return
-    from glu_ray.models.loading import glu_layers
-
     path = Path(folder)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ Layout: one experiment per sweep; one parent run (tag ``glu_ray.role=sweep``) an
 per trial (``glu_ray.role=trial``, ``mlflow.parentRunId``), named like ``Llama-3.2-1B/maw/2.4x``.
 Child runs carry params, per-stage metrics (step = stage), a ``glu_ray.status`` tag and the
 trial's files (trial_artifacts.py). The parent run gets the hardware at the start and the results
-table and analysis report at the end. Every write can be replayed from the ledger, so reruns and
+table and the report folder the sweep wrote (glu_ray.sweep.results.write_report) at the end. Every write can be replayed from the ledger, so reruns and
 a returning server never duplicate. Nothing that looks like a credential is ever written (see
 ``scrub``).
 """
@@ -14,16 +14,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import lm_eval
+import torch
+from huggingface_hub import get_token
+
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.sweep.ledger import Ledger
-from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, IDENTITY, KEY_TAG, PARAMS_KEPT, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL,
-                           STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus)
+from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
+                           REPORT_TAG, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL, RUNS_VIEW_TAG, STATUS_TAG, TRIAL_CONFIG_TAG,
+                           WIDTH, TrialStatus)
 
 log = logging.getLogger("glu_ray")
 
@@ -54,8 +60,6 @@ def secret_values() -> set[str]:
     """Values of credential-named environment variables, and the Hugging Face login token."""
     found = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8}
     try:
-        from huggingface_hub import get_token
-
         token = get_token()  # HF_TOKEN, or the token file a `huggingface-cli login` left
         if token:
             found.add(token)
@@ -93,12 +97,10 @@ def scrubbed_copy(folder: Path, dest: Path, secrets: set[str]) -> Path:
 
 def hardware() -> dict[str, str]:
     """What the sweep ran on: the Ray cluster's CPUs/GPUs and GPU names, the driver's CPU."""
-    import platform
-
     out = {"hardware_driver_cpus": str(os.cpu_count()), "hardware_cpu_model": _cpu_model() or platform.machine()}
     names: set[str] = set()
     try:
-        import ray
+        import ray  # lazy: ray costs ~1 s at import (python -X importtime, shared CPU)
 
         if ray.is_initialized():
             res = ray.cluster_resources()
@@ -109,8 +111,6 @@ def hardware() -> dict[str, str]:
     except Exception:  # noqa: BLE001 - provenance is best effort, never a reason to fail
         pass
     try:
-        import torch
-
         if torch.cuda.is_available():
             names |= {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
     except Exception:  # noqa: BLE001
@@ -131,8 +131,6 @@ def _cpu_model() -> str | None:
 
 def trial_params(cfg: TrialConfig) -> dict[str, str]:
     """What a researcher filters on in the MLflow UI. Never includes credentials."""
-    import lm_eval
-
     p = {
         "model": cfg.model, "model_name": cfg.model_name, "revision": cfg.revision or "main",
         "metric": cfg.method, "expansion_ratio": cfg.width.expansion_ratio,
@@ -161,7 +159,7 @@ def metrics_of(data: dict) -> dict[str, float]:
 
 class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | None = None):
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: mlflow costs ~9 s at import (python -X importtime, shared CPU)
 
         self.uri = tracking_uri
         self.experiment = experiment
@@ -203,11 +201,21 @@ class Tracker:
             self._log(self.parent_id, params={k: str(v)[:6000] for k, v in params.items()})
         return self.parent_id
 
-    def publish(self, table, report_dir: str | Path) -> None:
-        """The parent run's results table and analysis report. Never raises: the sweep is done."""
+    def set_runs_view(self, metric_keys) -> None:
+        """The columns the MLflow UI's runs table opens with (``glu-ray ui`` links this view):
+        what each trial is, its status, then ``metric_keys`` (stage-0 perplexity, headline scores)."""
+        cols = [f"params.`{k}`" for k in (METRIC, EXPANSION_RATIO, PRUNING_PCT, WIDTH)] + [f"tags.`{STATUS_TAG}`"]
+        cols += [f"metrics.`{k}`" for k in metric_keys]
+        self.client.set_experiment_tag(self.experiment_id, RUNS_VIEW_TAG, json.dumps({"selectedColumns": cols}))
+
+    def publish(self, table, report_dir: Path | None) -> None:
+        """The parent run's results table and, when the sweep wrote one, its report folder.
+        Never raises: the sweep is done and every result is in the ledger."""
         if not self.parent_id:
             return
-        for step in (lambda: self.log_results(table), lambda: self.log_report(report_dir)):
+        steps = [lambda: self.log_results(table)] + ([lambda: log_report_folder(self.client, self.parent_id, report_dir)]
+                                                     if report_dir else [])
+        for step in steps:
             try:
                 step()
             except Exception as err:  # noqa: BLE001 - the results are safe in the ledger
@@ -228,18 +236,6 @@ class Tracker:
             path = Path(tmp) / "results.json"
             table.to_json(path, orient="split", index=False, date_format="iso")
             self.client.log_artifact(self.parent_id, str(path))
-
-    def log_report(self, out_dir: str | Path) -> Path | None:
-        """The analysis report (analysis.write_report) on the parent run, when there is something to analyse."""
-        from analysis import from_mlflow, write_report
-        from glu_ray.errors import GluRayError
-
-        try:
-            df = from_mlflow(self.experiment, self.uri)
-            return write_report(df, out_dir, mlflow_run_id=self.parent_id, tracking_uri=self.uri)
-        except GluRayError as err:  # e.g. only baselines so far: nothing to compare
-            log.info("no analysis report yet: %s", err)
-            return None
 
     def end_sweep(self, finished: bool) -> None:
         if self.parent_id:
@@ -281,7 +277,11 @@ class Tracker:
         self._log(run_id, tags=tags)
 
     def _log(self, run_id: str, *, params=None, metrics=None, tags=None, step: int = 0) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import (  # lazy: mlflow costs ~9 s at import (python -X importtime, shared CPU)
+            Metric,
+            Param,
+            RunTag,
+        )
 
         now = int(time.time() * 1000)
         self.client.log_batch(
@@ -308,6 +308,12 @@ class Tracker:
             self.end_trial(run_id, end.status, end.data.get("error"))
             rewritten += 1
         return rewritten
+
+
+def log_report_folder(client, run_id: str, folder: str | Path) -> None:
+    """A written report folder on a sweep's parent run, under ``report/``, tagged so the UI links it."""
+    client.log_artifacts(run_id, str(folder), artifact_path="report")
+    client.set_tag(run_id, REPORT_TAG, "report/report.html")
 
 
 def _status_of(run) -> TrialStatus | None:
