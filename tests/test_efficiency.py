@@ -27,7 +27,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-SMALL = EfficiencySpec(prompt_len=8, gen_len=5, batches=(1, 3), repeats=2, answer_max_new_tokens=6)
+SMALL = EfficiencySpec(prompt_len=8, gen_len=5, batches=(1, 3), repeats=2, answer_max_new_tokens=6, answer_prompts=3)
 
 
 def _model_that_stops_at_once():
@@ -89,7 +89,7 @@ def test_the_stage_runs_on_cpu_and_reports_vocab_keys(monkeypatch, tmp_path):
     for t in pruned.throughput:
         assert t.energy.status == energy.UNAVAILABLE and t.energy.joules is None and t.energy_j_per_tok is None
         assert "powercap" in t.energy.reason and t.decode_tok_s.n == SMALL.repeats
-    assert 0 <= m[key(V.ANSWER_TOKENS)] <= SMALL.answer_max_new_tokens
+    assert 0 <= m[key(V.ANSWER_TOKENS)] <= SMALL.answer_max_new_tokens and len(pruned.answers.lengths) == 3
     assert all(V.safe(k) == k and isinstance(v, float) and math.isfinite(v) for k, v in m.items())
     record = pruned.to_dict()
     assert record["throughput"][0]["energy"]["status"] == "unavailable"
@@ -120,7 +120,8 @@ def test_peak_memory_on_cpu_sees_an_allocation():
 
 
 def test_bad_efficiency_specs_are_one_line_errors():
-    for bad in (dict(gen_len=1), dict(batches=()), dict(batches=(0,)), dict(repeats=0), dict(answer_max_new_tokens=-1)):
+    for bad in (dict(gen_len=1), dict(batches=()), dict(batches=(0,)), dict(repeats=0), dict(answer_max_new_tokens=-1),
+                dict(answer_prompts=0)):
         with pytest.raises(GluRayError):
             EfficiencySpec(**bad)
     assert EfficiencySpec.from_dict({**EfficiencySpec().__dict__, "batches": [1, 8]}).batches == (1, 8)

@@ -55,7 +55,7 @@ class EfficiencyResult:
             a = self.answers
             out |= {key(V.ANSWER_TOKENS): a.mean, key(V.ANSWER_TOKENS_MEDIAN): a.median,
                     key(V.ANSWER_CAPPED): a.capped_frac, key(V.ANSWER_LATENCY_S): a.latency_s}
-        return out
+        return {k: float(v) for k, v in out.items()}
 
     def to_dict(self) -> dict:
         """Everything, with derived figures and each counter's status and reason."""
@@ -79,7 +79,7 @@ def measure_efficiency(model: nn.Module, tokenizer, spec: EfficiencySpec = Effic
                                           repeats=spec.repeats, seed=spec.seed) for b in spec.batches)
     answers = None
     if spec.answer_max_new_tokens:
-        answers = measure_answers(model, tokenizer, prompts or load_prompts(),
+        answers = measure_answers(model, tokenizer, (prompts or load_prompts())[: spec.answer_prompts],
                                   max_new_tokens=spec.answer_max_new_tokens, chat=chat)
     return EfficiencyResult(
         device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),

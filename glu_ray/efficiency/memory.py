@@ -7,7 +7,9 @@ allocator's cached-but-free blocks.
 CPU: the process's resident-set high-water mark (``VmHWM`` in /proc/self/status), reset at the start
 by writing 5 to /proc/self/clear_refs (Linux >= 4.0). That is every byte the process holds in
 RAM (Python, torch, the weights, the measurement's buffers), so the report gives both the peak
-and the peak's rise over the resident set at the start, which is what the measured work added.
+and the peak's rise over the resident set at the start, which is what the measured work added in
+new pages: memory the allocator reuses from earlier work (already resident) does not show in the
+rise, so on CPU it is a lower bound of what the work needed.
 Without a writable clear_refs the lifetime peak would mostly say how much an earlier stage used,
 so the reading is ``unavailable`` instead.
 """

@@ -18,6 +18,7 @@ class EfficiencySpec:
     batches: tuple[int, ...] = (1, 8)
     repeats: int = 5  # timed runs per batch, after one warm-up; medians and ranges are reported
     answer_max_new_tokens: int = 256  # cap on the free-length answers (0: skip answer lengths)
+    answer_prompts: int | None = None  # the first N of the fixed prompt set (None: all), for slow devices
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -27,6 +28,8 @@ class EfficiencySpec:
             raise GluRayError(f"efficiency gen_len must be >= 2: one token comes from the prefill (got {self.gen_len})")
         if not self.batches or min(self.batches) < 1:
             raise GluRayError(f"efficiency batches must be sizes >= 1 (got {self.batches})")
+        if self.answer_prompts is not None and self.answer_prompts < 1:
+            raise GluRayError(f"answer_prompts must be >= 1, or None for the whole set (got {self.answer_prompts})")
         if self.answer_max_new_tokens < 0:
             raise GluRayError(f"answer_max_new_tokens must be >= 0 (got {self.answer_max_new_tokens})")
 
