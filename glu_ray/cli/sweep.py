@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
+from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
@@ -42,6 +43,7 @@ class Preset:
     experiment: str = "glu-ray"
     # What data-driven metrics read unless --calibration is given (a function: text written in code).
     calibration: CalibrationSpec | Callable[[Path], CalibrationSpec] | None = None
+    efficiency: EfficiencySpec = EfficiencySpec()  # what --measure-efficiency measures
 
 
 def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
@@ -93,6 +95,9 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
                                                       "--estimate alike (default: the driver's GPU, else 80)")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="2 also shows every trial's output")
+    p.add_argument("--measure-efficiency", action="store_true",
+                   help="after evaluation, measure each completed trial on its device: params, memory, prefill/decode "
+                        "tokens/s at fixed lengths, energy where a counter exists, answer lengths (the report's Pareto view)")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
     add_calibration_args(p)
     return p
@@ -125,7 +130,8 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
         calibration = preset.calibration(storage) if callable(preset.calibration) else preset.calibration
     return SweepGrid(models, args.metrics or preset.metrics, targets, ev, stop_from_args(args, preset),
                      dtype=args.dtype or preset.dtype, calibration=calibration,
-                     bias_compensation=args.bias_compensation)
+                     bias_compensation=args.bias_compensation,
+                     efficiency=preset.efficiency if args.measure_efficiency else None)
 
 
 def stop_from_args(args: argparse.Namespace, preset: Preset) -> StopRule:

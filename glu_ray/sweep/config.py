@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
+from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.evaluation.suites import Suite, load_suite
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import Width
@@ -73,6 +74,7 @@ class TrialConfig:
     calibration: CalibrationSpec | None = None  # set only where used: data-driven metric or bias compensation
     bias_compensation: bool = False  # FLAP: the pruned neurons' mean contribution becomes down_proj's bias
     artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
+    efficiency: EfficiencySpec | None = None  # --measure-efficiency: the stage after evaluation
 
     @property
     def is_baseline(self) -> bool:
@@ -108,9 +110,10 @@ class TrialConfig:
         ev = dict(d["eval"])
         if ev.get("tasks") is not None:
             ev["tasks"] = tuple(ev["tasks"])
+        eff = d.get("efficiency")
         calib = CalibrationSpec(**d["calibration"]) if d.get("calibration") else None
         return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev), "stop": StopRule.from_dict(d["stop"]),
-                      "calibration": calib})
+                      "calibration": calib, "efficiency": EfficiencySpec.from_dict(eff) if eff else None})
 
     def identity(self) -> dict:
         """What every report carries, so a result row stands on its own."""

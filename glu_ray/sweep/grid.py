@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.errors import GluRayError
 from glu_ray.models.fetch import resolve_model_source
 from glu_ray.models.loading import check_glu_config, param_count
@@ -39,6 +40,7 @@ class SweepGrid:
     dtype: str | None = None  # torch dtype trials load the model in (None: fp32 on CPU, bf16 on GPU)
     seed: int = 0
     trust_remote_code: bool = False
+    efficiency: EfficiencySpec | None = None  # measure every completed trial (--measure-efficiency)
     calibration: CalibrationSpec | None = None  # what data-driven metrics (and bias compensation) read
     bias_compensation: bool = False  # every pruned trial: the pruned neurons' mean becomes a bias
 
@@ -129,6 +131,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         seed=grid.seed,
         revision=spec.revision,
         trust_remote_code=grid.trust_remote_code,
+        efficiency=grid.efficiency,
     )
     if metric is not None and (grid.bias_compensation or get_metric(metric).needs_calibration):
         # Only trials that read calibration carry it: a static metric's ranking (and key) stays as it was.

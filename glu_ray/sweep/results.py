@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from glu_ray.errors import GluRayError
-from glu_ray.vocab import PPL_RATIO, PPL_WORD, STATUS, TrialStatus, ratio_label
+from glu_ray.vocab import DECODE_TOK_S, PPL_RATIO, PPL_WORD, STATUS, TrialStatus, efficiency_key, ratio_label
 
 log = logging.getLogger("glu_ray")
 
@@ -29,6 +29,8 @@ def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
         }
         for b in cfg.eval.load_suite().benchmarks:  # cached: one load per EvalSpec
             rec[f"{b.name}/{b.metric}"] = row.get(b.key)
+        if cfg.efficiency is not None:  # --measure-efficiency: the smallest batch's decode speed
+            rec["decode_tok/s"] = row.get(efficiency_key(DECODE_TOK_S, min(cfg.efficiency.batches)))
         records.append(rec)
     return pd.DataFrame.from_records(records)
 

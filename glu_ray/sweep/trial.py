@@ -2,7 +2,9 @@
 
 Stage 0 is the fast perplexity; a pruned model the sweep's StopRule (stop_rule.py) calls
 catastrophic is stopped there (status ``stopped: catastrophic``). Stage 1 runs the suite's cheap
-tasks, stage 2 the rest. Every report carries the trial's identity.
+tasks, stage 2 the rest. With ``--measure-efficiency`` a completed trial then measures what
+its model costs to run (glu_ray.efficiency), one stage more. Every report carries the trial's
+identity.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from glu_ray.tracking import artifacts as trial_artifacts
 from glu_ray.evaluation.harness import run_suite
 from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
+from glu_ray.efficiency.measure import measure_efficiency
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.models.loading import free_memory, load_model, param_count
 from glu_ray.pruning.prune import prune
@@ -50,15 +53,31 @@ def run_trial(config: dict) -> None:
             ident.update({PARAMS_KEPT: report.params_after, RANKING_CACHED: int(cached), PRUNE_SECONDS: report.seconds})
         trial_artifacts.start(cfg.artifact_dir, model, cfg.width.intermediate)  # logged by the driver at the end
         save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
-        for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
+
+        def send(stage: int, metrics: dict, status: TrialStatus) -> None:
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
             tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, TRIAL_CPU_SECONDS: time.process_time() - cpu_start,
                          STAGE: stage, STATUS: status.value})
+
+        for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
+            measure = status is TrialStatus.COMPLETED and cfg.efficiency is not None
+            # The evaluation's results are reported (and kept) before the efficiency stage runs.
+            send(stage, metrics, TrialStatus.RUNNING if measure else status)
+            if measure:
+                send(stage + 1, efficiency_stage(cfg, model, tok), status)
             if status is not TrialStatus.RUNNING:
                 return
     finally:
         del model, tok
         free_memory()
+
+
+def efficiency_stage(cfg: TrialConfig, model, tok) -> dict[str, float]:
+    """--measure-efficiency: the evaluated model, on its own device; the full record goes to the
+    trial's efficiency.json, the numbers to the report. Chat models answer through their template."""
+    result = measure_efficiency(model, tok, cfg.efficiency, chat=cfg.eval.load_suite().apply_chat_template)
+    trial_artifacts.add_efficiency(cfg.artifact_dir, result.to_dict())
+    return result.metrics()
 
 
 def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None):

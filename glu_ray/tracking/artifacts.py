@@ -8,6 +8,9 @@ ends:
     config.json          the pruned model's Hugging Face config (intermediate_size = its width)
     widths.json          the GLU width of every layer, before and after pruning
     lm_eval_results.json lm-eval's raw results, one entry per evaluation stage
+    efficiency.json      the efficiency stage's full record (--measure-efficiency): every
+                         measurement with its repeats' range, and what each counter measured or
+                         why it was unavailable
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from glu_ray.models.loading import glu_layers
 
-CONFIG, WIDTHS, LM_EVAL = "config.json", "widths.json", "lm_eval_results.json"
+CONFIG, WIDTHS, LM_EVAL, EFFICIENCY = "config.json", "widths.json", "lm_eval_results.json", "efficiency.json"
 
 
 def start(folder: str | None, model, original_width: int) -> None:
@@ -43,6 +46,12 @@ def add_lm_eval(folder: str | None, stage: int, raw: dict) -> None:
     merged = json.loads(path.read_text()) if path.is_file() else {}
     merged[f"stage{stage}"] = raw
     _write_json(path, merged)
+
+
+def add_efficiency(folder: str | None, record: dict) -> None:
+    """The efficiency stage's record (EfficiencyResult.to_dict())."""
+    if folder:
+        _write_json(Path(folder) / EFFICIENCY, record)
 
 
 def _write_json(path: Path, obj) -> None:

@@ -141,8 +141,19 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "baseline_ppl": cfg.baseline_ppl, "control_ppl": cfg.control_ppl, "dtype": cfg.dtype or "default", "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
         "ppl_text": Path(cfg.eval.ppl_text).name if cfg.eval.ppl_text else "wikitext-2", **suite_params(cfg),
         "bias_compensation": cfg.bias_compensation, **(cfg.calibration.params() if cfg.calibration else {}),
+        "efficiency": _efficiency_param(cfg),
     }
     return {k: str(v) for k, v in p.items()}
+
+
+def _efficiency_param(cfg: TrialConfig) -> str:
+    """What --measure-efficiency measured, in one line, or 'off'."""
+    e = cfg.efficiency
+    if e is None:
+        return "off"
+    answers = f"answers <= {e.answer_max_new_tokens} tokens" if e.answer_max_new_tokens else "no answers"
+    return (f"prompt {e.prompt_len}, {e.gen_len} tokens forced, batch {'/'.join(map(str, e.batches))}, "
+            f"{e.repeats} repeats, {answers}")
 
 
 def suite_params(cfg: TrialConfig) -> dict[str, str]:
