@@ -125,3 +125,8 @@ def test_bad_efficiency_specs_are_one_line_errors():
         with pytest.raises(GluRayError):
             EfficiencySpec(**bad)
     assert EfficiencySpec.from_dict({**EfficiencySpec().__dict__, "batches": [1, 8]}).batches == (1, 8)
+    spec = EfficiencySpec().with_overrides("gen_len=16, batches=1/4, answer_prompts=3")
+    assert (spec.gen_len, spec.batches, spec.answer_prompts, spec.repeats) == (16, (1, 4), 3, EfficiencySpec().repeats)
+    for bad in ("gen_len", "speed=3", "repeats=many", "gen_len=1"):
+        with pytest.raises(GluRayError):
+            EfficiencySpec().with_overrides(bad)

@@ -98,6 +98,9 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--measure-efficiency", action="store_true",
                    help="after evaluation, measure each completed trial on its device: params, memory, prefill/decode "
                         "tokens/s at fixed lengths, energy where a counter exists, answer lengths (the report's Pareto view)")
+    p.add_argument("--efficiency", metavar="KEY=VALUE,...",
+                   help="what --measure-efficiency measures, over the preset's: prompt_len, gen_len, batches (1/8), "
+                        "repeats, answer_max_new_tokens, answer_prompts (implies --measure-efficiency)")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
     add_calibration_args(p)
     return p
@@ -131,7 +134,13 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
     return SweepGrid(models, args.metrics or preset.metrics, targets, ev, stop_from_args(args, preset),
                      dtype=args.dtype or preset.dtype, calibration=calibration,
                      bias_compensation=args.bias_compensation,
-                     efficiency=preset.efficiency if args.measure_efficiency else None)
+                     efficiency=_efficiency(args, preset))
+
+
+def _efficiency(args: argparse.Namespace, preset: Preset) -> EfficiencySpec | None:
+    if not (args.measure_efficiency or args.efficiency):
+        return None
+    return preset.efficiency.with_overrides(args.efficiency) if args.efficiency else preset.efficiency
 
 
 def stop_from_args(args: argparse.Namespace, preset: Preset) -> StopRule:

@@ -6,7 +6,7 @@ can carry it without importing them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from glu_ray.errors import GluRayError
 
@@ -36,3 +36,18 @@ class EfficiencySpec:
     @classmethod
     def from_dict(cls, d: dict) -> "EfficiencySpec":
         return cls(**{**d, "batches": tuple(d["batches"])})
+
+    def with_overrides(self, text: str) -> "EfficiencySpec":
+        """``gen_len=16,repeats=3,batches=1/8``: this spec with those fields replaced (the CLI's form)."""
+        names = {f.name for f in fields(self)}
+        changes: dict = {}
+        for item in filter(None, (x.strip() for x in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key not in names:
+                raise GluRayError(f"--efficiency takes key=value pairs of {', '.join(sorted(names))} (got {item!r})")
+            try:
+                changes[key] = (tuple(int(v) for v in value.split("/")) if key == "batches"
+                                else None if value == "all" and key == "answer_prompts" else int(value))
+            except ValueError:
+                raise GluRayError(f"--efficiency {key} needs a whole number (got {value!r})") from None
+        return replace(self, **changes)
