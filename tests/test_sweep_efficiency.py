@@ -12,6 +12,7 @@ from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec
+from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.tracking.runs import default_tracking_uri
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def swept(tmp_path_factory):
     root = tmp_path_factory.mktemp("eff")
     model = build_tiny_model(root / "tiny-eff", seed=0, steps=30, hidden=32, intermediate=128, layers=2)
     preset = Preset(models=(ModelSpec(str(model), "tiny"),), metrics=("maw",), pruning_pcts=(25, 50),
-                    threshold=1000.0, efficiency=SPEC, experiment="eff",
+                    stop=StopRule.off(), efficiency=SPEC, experiment="eff",
                     eval=EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4,
                                   ppl_text=str(tiny_eval_text(root))))
     try:
