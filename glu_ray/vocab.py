@@ -159,3 +159,25 @@ def efficiency_key(quantity: str, batch: int | None = None) -> str:
 
 def is_efficiency_key(key: str) -> bool:
     return key.startswith("eff/")
+
+
+# Healing (glu_ray.recovery): a trial that heals its pruned model reports the healed model's
+# evaluation under ``healed/`` (``healed/mmlu/acc``, ``healed/ppl/word_perplexity``) next to the
+# pruned model's plain keys, and the healing's cost and loss under ``recover/``.
+HEALED = "healed/"
+RECOVER = "recover/"
+
+
+def healed_key(key: str) -> str:
+    """``mmlu/acc`` -> ``healed/mmlu/acc``: the same metric, measured after healing."""
+    return HEALED + key
+
+
+def unhealed_key(key: str) -> str | None:
+    """``healed/mmlu/acc`` -> ``mmlu/acc``; None for a key that is not a healed metric."""
+    return key[len(HEALED):] if key.startswith(HEALED) else None
+
+
+def recover_key(name: str) -> str:
+    """``seconds`` -> ``recover/seconds``: the healing's own cost and loss."""
+    return safe(RECOVER + name)
