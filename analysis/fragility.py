@@ -130,11 +130,11 @@ def capability_scores(scores: pd.DataFrame, mean_draws: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*GROUP, "capability", "fragility", "lo", "hi", "benchmarks"])
 
 
-def hierarchy(scores: pd.DataFrame, label: str = "benchmark") -> pd.DataFrame:
-    """Most fragile first within each (model, variant, method), with ``tier``: a new tier starts
-    only where an interval clears the current tier head's, so a shared tier marks a tie."""
+def hierarchy(scores: pd.DataFrame, label: str = "benchmark", group: list[str] = GROUP) -> pd.DataFrame:
+    """Most fragile first within each ``group`` (model, variant, method), with ``tier``: a new tier
+    starts only where an interval clears the current tier head's, so a shared tier marks a tie."""
     parts = []
-    for _, grp in scores.groupby(GROUP, sort=True):
+    for _, grp in scores.groupby(group, sort=True):
         grp = grp.sort_values("fragility", ascending=False).reset_index(drop=True)
         tier, head, tiers = 0, None, []
         for i, row in grp.iterrows():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import plots
+from analysis import plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
 from analysis.stop_audit import AUDIT_INTRO, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
@@ -138,6 +138,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     return the path of report.md. ``notes``: what the loader corrected (analysis.published)."""
     if df.empty or not (df["method"] == BASELINE).any():
         raise GluRayError("no results with an unpruned baseline to compare against")
+    all_rows, df = df, recovery.unhealed(df)  # every analysis but recovery reads the models as pruned
     a = analyse(df, n_boot=n_boot, seed=seed)
     if a.hierarchy.empty:
         raise GluRayError("no pruned run shares a model and benchmark with a baseline")
@@ -154,6 +155,10 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     if measured_axes(front):
         figures["pareto"] = plots.pareto(front, out / "pareto.png")
     sections = _sections(a, figures, (points, summary), df, tuple(notes), front)
+    rec = recovery.recovery(all_rows, a, n_boot=n_boot, seed=seed) if recovery.has_healing(all_rows) else None
+    if rec is not None:
+        sections += recovery.sections(rec)
+        recovery.write_csvs(rec, out)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections))
     for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses"):

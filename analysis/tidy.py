@@ -20,7 +20,7 @@ COLUMNS = (
     "model", "size", "variant", "method", "expansion_ratio", "pruning_pct", "width",
     "benchmark", "capability", "score", "stderr", "direction", "chance", "status", "score_name",
     "stderr_source",
-    "decode_tok_s", "params", "energy_j_per_tok",
+    "decode_tok_s", "params", "energy_j_per_tok", "healing",
 )
 # Run-level costs (analysis.pareto), NaN where the source did not measure them: a sweep run with
 # --measure-efficiency has all three (energy only where the device has a counter).
@@ -43,6 +43,7 @@ class RunInfo:
     decode_tok_s: float = math.nan  # COST_COLUMNS: the efficiency stage's, batch 1
     params: float = math.nan
     energy_j_per_tok: float = math.nan
+    healing: str = "none"  # the recovery method a pruned model was healed with (analysis.recovery)
 
 
 def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],
