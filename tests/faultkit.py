@@ -2,7 +2,7 @@
 process-group kills that never touch a process the test did not start, and the one way a test
 injects a fault into a trial.
 
-Injecting a fault: ``plan_fault(cfg, "nan")`` names a trial (by its key) and a fault in ``FAULTS``.
+Injecting a fault: ``with planned_faults(plan, (cfg, "nan")):`` names a trial (by its key) and a fault in ``FAULTS``.
 The session's Ray cluster (conftest.ray_cluster) starts every worker with ``install`` as its
 ``worker_process_setup_hook``; ``install`` wraps ``glu_ray.sweep.trial.evaluate_stages`` so a
 planned trial meets its fault on its pruned model just before stage 0. Nothing in the product
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -198,13 +199,31 @@ def plan_file(base: Path) -> Path:
     return base / "fault-plan.json"
 
 
-def plan_fault(plan: Path, cfg, fault: str, arg=None) -> None:
+@contextmanager
+def planned_faults(plan: Path, *faults: tuple):
+    """Plan ``(trial config, fault[, argument])`` entries for the ``with`` block only: the plan is
+    keyed by trial key, and another test's sweep over the same tiny model has the same keys."""
+    entries = {}
+    for cfg, fault, *arg in faults:
+        if fault not in FAULTS:
+            raise KeyError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+        entries[cfg.key] = [fault, arg[0] if arg else None]
+    _write_plan(plan, {**_read_plan(plan), **entries})
+    try:
+        yield
+    finally:
+        _write_plan(plan, {k: v for k, v in _read_plan(plan).items() if k not in entries})
+
+
+def _read_plan(plan: Path) -> dict:
     import json
 
-    if fault not in FAULTS:
-        raise KeyError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
-    planned = json.loads(plan.read_text()) if plan.is_file() else {}
-    planned[cfg.key] = [fault, arg]
+    return json.loads(plan.read_text()) if plan.is_file() else {}
+
+
+def _write_plan(plan: Path, planned: dict) -> None:
+    import json
+
     tmp = plan.with_suffix(".tmp")
     tmp.write_text(json.dumps(planned))
     tmp.replace(plan)

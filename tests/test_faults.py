@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import assert_mlflow_matches_ledger, plan_fault, tiny_model
+from faultkit import assert_mlflow_matches_ledger, planned_faults, tiny_model
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
@@ -67,12 +67,14 @@ def fault_sweep(tmp_path_factory, ray_cluster):
     by_fault = {"corrupt": corrupt.trials[0]}
     baselines, pruned = build_trials(grid)
     by_fault["baseline"] = baselines[0]
+    faults = []
     for c in pruned:
         fault = PLAN[min(PCTS, key=lambda p: abs(p - c.width.pruning_pct))]
         by_fault[fault or "clean"] = c
         if fault:
-            plan_fault(ray_cluster, c, fault, str(tasks) if fault == "task_error" else None)
-    result = run_sweep(grid, opts)
+            faults.append((c, fault, str(tasks) if fault == "task_error" else None))
+    with planned_faults(ray_cluster, *faults):
+        result = run_sweep(grid, opts)
     both = replace(result, trials=corrupt.trials + result.trials, finished=corrupt.finished and result.finished)
     return both, by_fault
 

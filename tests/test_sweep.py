@@ -16,7 +16,7 @@ import pytest
 
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
-from faultkit import plan_fault
+from faultkit import planned_faults
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
@@ -49,8 +49,8 @@ def sweep(models, tmp_path_factory, ray_cluster):
     storage = tmp_path_factory.mktemp("runs")
     opts = SweepOptions(name="e2e", storage=str(storage), verbose=0)
     _, pruned = build_trials(grid_for(models))
-    plan_fault(ray_cluster, next(c for c in pruned if c.name == STOPPED), "catastrophic")
-    result = run_sweep(grid_for(models), opts)
+    with planned_faults(ray_cluster, (next(c for c in pruned if c.name == STOPPED), "catastrophic")):
+        result = run_sweep(grid_for(models), opts)
     return result, opts, models
 
 
@@ -176,8 +176,8 @@ def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(m
     grid = replace(grid_for(models), models=(ModelSpec(str(a), "tiny"),), metrics=("random", "maw"),
                    targets=(TargetWidth(pruning_pct=50),), stop=rule)
     _, pruned = build_trials(grid)
-    plan_fault(ray_cluster, next(c for c in pruned if c.name == STOPPED), "catastrophic")  # the maw trial
-    result = run_sweep(grid, SweepOptions(name="ctrl", storage=str(tmp_path), verbose=0))
+    with planned_faults(ray_cluster, (next(c for c in pruned if c.name == STOPPED), "catastrophic")):  # the maw trial
+        result = run_sweep(grid, SweepOptions(name="ctrl", storage=str(tmp_path), verbose=0))
     assert result.finished
     events = Ledger(result.experiment_dir / "ledger.jsonl").events()
     order = [e.key for e in events if e.kind == "end"]

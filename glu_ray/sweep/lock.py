@@ -59,6 +59,14 @@ def _read(handle) -> Holder | None:
         return None  # empty (released) or not ours
 
 
+def _holder_of(handle, wait_s: float = 2.0) -> Holder | None:
+    """The holder's line, waiting briefly: a driver writes it just after taking the flock."""
+    end = time.monotonic() + wait_s
+    while (holder := _read(handle)) is None and time.monotonic() < end:
+        time.sleep(0.05)
+    return holder
+
+
 def _busy(experiment: str, holder: Holder | None, path: Path) -> GluRayError:
     who = f"host {holder.host}, pid {holder.pid}, since {holder.since}" if holder else "another process"
     return GluRayError(f"experiment {experiment!r} is already being run by another driver ({who}); wait for it to "
@@ -74,7 +82,7 @@ def experiment_lock(root: Path) -> Iterator[Holder]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _busy(root.name, _read(handle), path) from None
+            raise _busy(root.name, _holder_of(handle), path) from None
         left = _read(handle)
         me = Holder.me()
         if left is not None and (left.host, left.pid) != (me.host, me.pid):
