@@ -20,8 +20,9 @@ import pandas as pd
 from analysis import fragility as F
 from analysis.findings import analyse
 from analysis.tidy import BASELINE
+from glu_ray.vocab import NOT_HEALED
 
-NONE = "none"  # tidy "healing" of a model measured as pruned (or the baseline)
+NONE = NOT_HEALED
 POINT = ["model", "size", "variant", "method", "healing", "ratio"]  # one healed trial
 MIN_GAP = 0.01
 SHARE_COLUMNS = [*POINT, "benchmark", "capability", "retention_before", "retention_after", "recovered_share",

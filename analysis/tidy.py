@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from analysis.benchmarks import BenchMeta
-from glu_ray.vocab import BASELINE, TrialStatus
+from glu_ray.vocab import BASELINE, NOT_HEALED, TrialStatus
 
 COLUMNS = (
     "model", "size", "variant", "method", "expansion_ratio", "pruning_pct", "width",
@@ -43,7 +43,7 @@ class RunInfo:
     decode_tok_s: float = math.nan  # COST_COLUMNS: the efficiency stage's, batch 1
     params: float = math.nan
     energy_j_per_tok: float = math.nan
-    healing: str = "none"  # the recovery method a pruned model was healed with (analysis.recovery)
+    healing: str = NOT_HEALED  # the recovery method a pruned model was healed with (analysis.recovery)
 
 
 def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],

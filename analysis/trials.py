@@ -8,13 +8,15 @@ values and status. Nothing here parses a number back out of a display string.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import pandas as pd
 
 from analysis.benchmarks import STAGE0, benchmark_meta
 from analysis.tidy import RunInfo, number, size_label, tidy_frame, tidy_rows
 from glu_ray.sweep.config import TrialConfig
-from glu_ray.vocab import DECODE_TOK_S, ENERGY_J_PER_TOK, PARAMS_KEPT, PARAMS_TOTAL, STATUS, TrialStatus, efficiency_key
+from glu_ray.vocab import (DECODE_TOK_S, ENERGY_J_PER_TOK, PARAMS_KEPT, PARAMS_TOTAL, STATUS, TrialStatus,
+                           efficiency_key, unhealed_key)
 
 PARETO_BATCH = 1  # the study's throughput figure: one request at a time
 
@@ -42,7 +44,12 @@ def trial_rows(cfg: TrialConfig, values: Mapping[str, float], status: TrialStatu
     reached (score NaN): fragility reads them as a floor, not as missing data."""
     status = TrialStatus(status)
     meta = {**benchmark_meta(cfg.eval.suite), STAGE0.name: STAGE0}  # stage 0's perplexity is a benchmark too
-    return tidy_rows(trial_info(cfg, status, values), values, meta, keep_missing=status.stopped)
+    info = trial_info(cfg, status, values)
+    rows = tidy_rows(info, values, meta, keep_missing=status.stopped)
+    healed = {before: v for k, v in values.items() if (before := unhealed_key(k)) is not None}
+    if cfg.recovery is not None and healed:  # the same model after healing: rows of their own
+        rows += tidy_rows(replace(info, healing=cfg.recovery.method), healed, meta)
+    return rows
 
 
 def from_sweep(trials: Iterable[TrialConfig], rows: Mapping[str, Mapping]) -> pd.DataFrame:

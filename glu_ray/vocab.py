@@ -115,6 +115,10 @@ def is_own_metric(key: str, benchmark_keys: frozenset[str] | set[str] = frozense
     """A key the trial reported, not one Ray added (time_this_iter_s, pid): one of our namespaces,
     the plain ones above, or a benchmark's (``mmlu/acc``, ``mmlu/acc_stderr``) whose prefix is in
     ``benchmark_keys``."""
+    if key.startswith(RECOVER):
+        return True
+    if (before := unhealed_key(key)) is not None:  # the same metric, after healing
+        return is_own_metric(before, benchmark_keys)
     space = key.partition("/")[0] if "/" in key else None
     return key in OWN_PLAIN_METRICS or space in OWN_NAMESPACES or space in benchmark_keys
 
@@ -166,6 +170,7 @@ def is_efficiency_key(key: str) -> bool:
 # pruned model's plain keys, and the healing's cost and loss under ``recover/``.
 HEALED = "healed/"
 RECOVER = "recover/"
+NOT_HEALED = "none"  # analysis' ``healing`` of a model as pruning left it (and of the baseline)
 
 
 def healed_key(key: str) -> str:

@@ -21,9 +21,10 @@ from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec
 from glu_ray.cli.sweep import Preset, main, tiny_models
 from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.models.tiny import tiny_calibration, tiny_eval_text
+from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_heal_text
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.evaluation.benchmarks import wikitext_file
+from glu_ray.recovery.spec import RecoverySpec
 
 STUDY = Preset(
     models=(
@@ -49,6 +50,9 @@ TINY = Preset(
     eval=lambda storage: EvalSpec(suite="tiny", batch_size=8, ppl_text=str(tiny_eval_text(storage))),
     experiment="tiny",
     calibration=tiny_calibration,  # read only by data-driven metrics: --metrics maw,act,flap,hybrid
+    # --recover: the tiny models heal in tens of steps at a larger step than a real model takes.
+    recovery=lambda storage: RecoverySpec(batch_size=4, lr=2e-3,
+                                          data=CalibrationSpec(str(tiny_heal_text(storage)), seq_len=128)),
 )
 
 # A real LLM on this 2-CPU machine (glu-ray fetch smollm2; its weights are Q4_1-dequantized).

@@ -26,6 +26,8 @@ from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.sweep.results import format_table, results_table, trial_status_counts
 from glu_ray.models.tiny import tiny_preset_models
 from glu_ray.pruning.widths import TargetWidth
+from glu_ray.recovery.spec import RecoverySpec
+from glu_ray.recovery.students import STUDENTS
 from glu_ray.vocab import ERROR_TAG, TrialStatus
 
 
@@ -44,6 +46,9 @@ class Preset:
     # What data-driven metrics read unless --calibration is given (a function: text written in code).
     calibration: CalibrationSpec | Callable[[Path], CalibrationSpec] | None = None
     efficiency: EfficiencySpec = EfficiencySpec()  # what --measure-efficiency measures
+    # Healing settings when a run asks for --recover (text, learning rate, batch): the flags
+    # override them; None = RecoverySpec's defaults on WikiText-2's train split.
+    recovery: RecoverySpec | Callable[[Path], RecoverySpec] | None = None
 
 
 def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
@@ -84,6 +89,16 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--replay", action="store_true", help="apply the stop rule to the experiment's finished trials: "
                    "print what it would have stopped and the trial-seconds saved; runs nothing")
     p.add_argument("--dtype", help="torch dtype trials load the model in, e.g. float32, bfloat16")
+    heal = p.add_argument_group("healing after pruning (glu_ray.recovery)")
+    heal.add_argument("--recover", choices=tuple(STUDENTS), help="heal every pruned trial, then evaluate it again: "
+                      + "; ".join(f"{s.name}: {s.doc}" for s in STUDENTS.values()))
+    heal.add_argument("--recover-steps", type=int, help="optimiser steps (default: the preset's, else 20)")
+    heal.add_argument("--recover-batch-size", type=int, help="sequences per step")
+    heal.add_argument("--recover-seq-len", type=int, help="tokens per sequence")
+    heal.add_argument("--recover-lr", type=float, help="peak learning rate (default: the method's)")
+    heal.add_argument("--recover-text", help="healing text: a local file or 'wikitext' (its train split); "
+                      "never the evaluation text")
+    heal.add_argument("--recover-skip-docs", type=int, help="skip the text's first documents (when they are evaluated)")
     p.add_argument("--experiment", help="MLflow experiment (and results folder) name")
     p.add_argument("--storage", default="runs", help="results folder (a shared path on a multi-node cluster)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --storage)")
@@ -134,7 +149,8 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
     return SweepGrid(models, args.metrics or preset.metrics, targets, ev, stop_from_args(args, preset),
                      dtype=args.dtype or preset.dtype, calibration=calibration,
                      bias_compensation=args.bias_compensation,
-                     efficiency=_efficiency(args, preset))
+                     efficiency=_efficiency(args, preset),
+                     recovery=recovery_from_args(args, preset, storage))
 
 
 def _efficiency(args: argparse.Namespace, preset: Preset) -> EfficiencySpec | None:
@@ -148,6 +164,24 @@ def stop_from_args(args: argparse.Namespace, preset: Preset) -> StopRule:
         return StopRule.off()
     given = {k: v for k, v in (("threshold", args.threshold), ("reference", args.stop_reference)) if v is not None}
     return replace(preset.stop, enabled=True, **given) if given else preset.stop
+
+
+_RECOVER_FLAGS = {"steps": "recover_steps", "batch_size": "recover_batch_size", "lr": "recover_lr"}
+_TEXT_FLAGS = {"source": "recover_text", "seq_len": "recover_seq_len", "skip_docs": "recover_skip_docs"}
+
+
+def recovery_from_args(args: argparse.Namespace, preset: Preset, storage: Path) -> RecoverySpec | None:
+    """The healing every pruned trial gets: the preset's settings, then the flags."""
+    given = [f"--{dest.replace('_', '-')}" for dest in (*_RECOVER_FLAGS.values(), *_TEXT_FLAGS.values())
+             if getattr(args, dest) is not None]
+    if args.recover is None:
+        if given:
+            raise GluRayError(f"{', '.join(given)} need --recover kd|lora")
+        return None
+    base = preset.recovery(storage) if callable(preset.recovery) else preset.recovery or RecoverySpec()
+    data = replace(base.data, **{k: getattr(args, d) for k, d in _TEXT_FLAGS.items() if getattr(args, d) is not None})
+    flags = {k: getattr(args, d) for k, d in _RECOVER_FLAGS.items() if getattr(args, d) is not None}
+    return replace(base, method=args.recover, data=data, **flags)
 
 
 def check_args(args: argparse.Namespace) -> None:

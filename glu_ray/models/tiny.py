@@ -142,3 +142,12 @@ def tiny_eval_text(storage: Path) -> Path:
         tmp.write_text(tiny_corpus(300, seed=10_000))
         publish(tmp, path)  # a reader never sees half the text
     return path
+
+
+def tiny_heal_text(storage: Path) -> Path:
+    """Text from the same generator for healing (``--recover``): neither the eval text's seed nor a training seed."""
+    path = tiny_models_root(storage) / "heal.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tiny_corpus(1000, seed=20_000))
+    return path

@@ -14,6 +14,7 @@ from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.evaluation.suites import Suite, load_suite
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import Width
+from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.vocab import (
     BASELINE,
@@ -75,6 +76,7 @@ class TrialConfig:
     bias_compensation: bool = False  # FLAP: the pruned neurons' mean contribution becomes down_proj's bias
     artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
     efficiency: EfficiencySpec | None = None  # --measure-efficiency: the stage after evaluation
+    recovery: RecoverySpec | None = None  # heal after the pruned evaluation (pruned trials only)
 
     @property
     def is_baseline(self) -> bool:
@@ -89,9 +91,11 @@ class TrialConfig:
     @property
     def key(self) -> str:
         """Stable identity across reruns: what resume and tracking match on. A trial that uses
-        calibration carries its fingerprint: other calibration data is another trial."""
+        calibration carries its fingerprint: other calibration data is another trial. A healed trial
+        is another trial than the same pruning without healing (it reports more)."""
         calib = f"|calib={self.calibration.fingerprint}" if self.calibration is not None else ""
-        return f"{self.model}|{self.method}|{self.width.width}{calib}"
+        heal = f"|{self.recovery.method}:{self.recovery.tokens}" if self.recovery else ""
+        return f"{self.model}|{self.method}|{self.width.width}{calib}{heal}"
 
     @property
     def name(self) -> str:
@@ -112,8 +116,10 @@ class TrialConfig:
             ev["tasks"] = tuple(ev["tasks"])
         eff = d.get("efficiency")
         calib = CalibrationSpec(**d["calibration"]) if d.get("calibration") else None
+        recovery = RecoverySpec.from_dict(d["recovery"]) if d.get("recovery") else None
         return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev), "stop": StopRule.from_dict(d["stop"]),
-                      "calibration": calib, "efficiency": EfficiencySpec.from_dict(eff) if eff else None})
+                      "calibration": calib, "efficiency": EfficiencySpec.from_dict(eff) if eff else None,
+                      "recovery": recovery})
 
     def identity(self) -> dict:
         """What every report carries, so a result row stands on its own."""

@@ -19,6 +19,7 @@ from glu_ray.pruning.bias_compensation import check_supported
 from glu_ray.pruning.calibration import CalibrationSpec, calibration_documents
 from glu_ray.pruning.importance import get_metric
 from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
+from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.sweep.stop_rule import StopRule
 
@@ -43,6 +44,7 @@ class SweepGrid:
     efficiency: EfficiencySpec | None = None  # measure every completed trial (--measure-efficiency)
     calibration: CalibrationSpec | None = None  # what data-driven metrics (and bias compensation) read
     bias_compensation: bool = False  # every pruned trial: the pruned neurons' mean becomes a bias
+    recovery: RecoverySpec | None = None  # heal every pruned trial (baselines have nothing to heal)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
     for ev in evals.values():
         ev.load_suite()  # checked (and cached) before any model config is read
+        _check_disjoint(grid.recovery, ev)
     baselines, pruned = [], []
     for spec in grid.models:
         info = inspect_model(spec, grid.trust_remote_code, load_config)
@@ -102,6 +105,18 @@ def _check_calibration(grid: SweepGrid) -> None:
         raise GluRayError(f"{why}: it needs calibration text (--calibration wikitext or --calibration FILE)")
     if grid.calibration is not None and (data_driven or grid.bias_compensation):
         calibration_documents(grid.calibration)  # offline wikitext, an empty file: fail here
+
+
+def _check_disjoint(recovery: RecoverySpec | None, ev: EvalSpec) -> None:
+    """Healing on the text stage 0 then scores would measure memorisation, not recovery."""
+    if recovery is None or ev.ppl_text is None or recovery.data.source != _absolute(ev.ppl_text):
+        return
+    what = f"the healing text {recovery.data.source} is the stage-0 evaluation text"
+    if ev.ppl_max_docs is None:
+        raise GluRayError(f"{what}: heal on another file")
+    if recovery.data.skip_docs < ev.ppl_max_docs:
+        raise GluRayError(f"{what} (its first {ev.ppl_max_docs} documents): skip them (--recover-skip-docs "
+                          f"{ev.ppl_max_docs}) or heal on another file")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -132,6 +147,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         revision=spec.revision,
         trust_remote_code=grid.trust_remote_code,
         efficiency=grid.efficiency,
+        recovery=None if metric is None else grid.recovery,
     )
     if metric is not None and (grid.bias_compensation or get_metric(metric).needs_calibration):
         # Only trials that read calibration carry it: a static metric's ranking (and key) stays as it was.

@@ -2,9 +2,10 @@
 
 Stage 0 is the fast perplexity; a pruned model the sweep's StopRule (stop_rule.py) calls
 catastrophic is stopped there (status ``stopped: catastrophic``). Stage 1 runs the suite's cheap
-tasks, stage 2 the rest. With ``--measure-efficiency`` a completed trial then measures what
-its model costs to run (glu_ray.efficiency), one stage more. Every report carries the trial's
-identity.
+tasks, stage 2 the rest. A trial with ``recovery`` then heals the pruned model and runs the
+same stages on it (glu_ray.sweep.healing). With ``--measure-efficiency`` a completed trial then
+measures what its (healed) model costs to run (glu_ray.efficiency), one stage more. Every report
+carries the trial's identity.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from glu_ray.efficiency.measure import measure_efficiency
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.models.loading import free_memory, load_model, param_count
 from glu_ray.pruning.prune import prune
+from glu_ray.sweep.healing import with_healing
 from glu_ray.sweep.ranking_cache import cached_rank
 from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
                            RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
@@ -59,7 +61,10 @@ def run_trial(config: dict) -> None:
             tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, TRIAL_CPU_SECONDS: time.process_time() - cpu_start,
                          STAGE: stage, STATUS: status.value})
 
-        for stage, metrics, status in evaluate_stages(cfg, model, tok, on_raw=save_raw):
+        stages = evaluate_stages(cfg, model, tok, on_raw=save_raw)
+        if cfg.recovery is not None:
+            stages = with_healing(cfg, model, tok, stages, functools.partial(evaluate_stages, cfg, tok=tok), save_raw)
+        for stage, metrics, status in stages:
             measure = status is TrialStatus.COMPLETED and cfg.efficiency is not None
             # The evaluation's results are reported (and kept) before the efficiency stage runs.
             send(stage, metrics, TrialStatus.RUNNING if measure else status)
@@ -80,9 +85,11 @@ def efficiency_stage(cfg: TrialConfig, model, tok) -> dict[str, float]:
     return result.metrics()
 
 
-def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None):
+def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None,
+                    early_stop: bool = True):
     """Yield (stage, metrics, TrialStatus) after each stage; RUNNING until the last.
-    ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded."""
+    ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded.
+    ``early_stop=False`` (a healed model) runs every stage whatever stage 0 measures."""
     suite = cfg.eval.load_suite()
     max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
     docs = _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs)
@@ -92,7 +99,7 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
               PPL_RATIO: _ratio(cfg, ppl.word_perplexity)}
     if cfg.control_ppl:
         stage0[PPL_CONTROL_RATIO] = ppl.word_perplexity / cfg.control_ppl
-    if cfg.stop.decide(ppl.word_perplexity, cfg.baseline_ppl, cfg.control_ppl).stop:  # a baseline: non-finite only
+    if early_stop and cfg.stop.decide(ppl.word_perplexity, cfg.baseline_ppl, cfg.control_ppl).stop:  # a baseline: non-finite only
         yield 0, stage0, TrialStatus.STOPPED
         return
     stages = [s for s in STAGES if suite.stage(s)]

@@ -11,6 +11,8 @@ ends:
     efficiency.json      the efficiency stage's full record (--measure-efficiency): every
                          measurement with its repeats' range, and what each counter measured or
                          why it was unavailable
+    recovery.json        a healed trial's healing: its spec, cost and the loss of every step
+    recovery_loss.png    that loss curve
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from glu_ray.models.loading import glu_layers
 
 CONFIG, WIDTHS, LM_EVAL, EFFICIENCY = "config.json", "widths.json", "lm_eval_results.json", "efficiency.json"
+RECOVERY, RECOVERY_PLOT = "recovery.json", "recovery_loss.png"
 
 
 def start(folder: str | None, model, original_width: int) -> None:
@@ -59,3 +62,26 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+def add_recovery(folder: str | None, spec, result) -> None:
+    """The healing's spec, cost and loss curve (RecoverySpec, RecoveryResult), and its plot."""
+    if not folder:
+        return
+    path = Path(folder)
+    _write_json(path / RECOVERY, {"spec": spec.to_dict(), "result": result.to_dict()})
+    # matplotlib only where a trial heals: the other trials never pay its import.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    ax.plot(range(1, len(result.losses) + 1), result.losses, marker="." if len(result.losses) < 60 else None)
+    ax.set(xlabel="step", ylabel=f"KD loss (T={spec.temperature:g})",
+           title=f"{spec.method}: {result.tokens:,} tokens, {result.seconds:.0f} s")
+    ax.grid(alpha=0.3)
+    tmp = path / (RECOVERY_PLOT + ".tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path / RECOVERY_PLOT)

@@ -142,6 +142,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "ppl_text": Path(cfg.eval.ppl_text).name if cfg.eval.ppl_text else "wikitext-2", **suite_params(cfg),
         "bias_compensation": cfg.bias_compensation, **(cfg.calibration.params() if cfg.calibration else {}),
         "efficiency": _efficiency_param(cfg),
+        **(cfg.recovery.params() if cfg.recovery else {}),
     }
     return {k: str(v) for k, v in p.items()}
 
