@@ -43,7 +43,7 @@ def _config(setup, **kw) -> TrialConfig:
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(eval_text))
     spec = RecoverySpec(steps=6, batch_size=2, lr=2e-3, data=CalibrationSpec(str(heal_text), seq_len=64))
     base = dict(model=str(model), model_name="tiny", metric="maw", width=resolve_width(TargetWidth(pruning_pct=50), 128, 32),
-                num_params=0, variant="base", eval=ev, stop=StopRule.off(), baseline_ppl=None,
+                num_params=0, variant="base", eval=ev, stop=StopRule(threshold=1e9), baseline_ppl=None,
                 ranking_cache=str(root / "rankings"), artifact_dir=str(root / "trial"), recovery=spec)
     return TrialConfig(**{**base, **kw})
 
@@ -104,10 +104,10 @@ def test_config_round_trip_key_and_grid(setup):
     assert TrialConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.key.endswith("|kd:768") and _config(setup, recovery=None).key != cfg.key
     ev = EvalSpec(suite="tiny", ppl_text=str(eval_text))
-    grid = SweepGrid((ModelSpec(str(model), "tiny"),), ("maw",), (TargetWidth(pruning_pct=50),), ev, StopRule(threshold=20.0),
+    grid = SweepGrid((ModelSpec(str(model), "tiny"),), ("maw",), (TargetWidth(pruning_pct=50),), ev,
                      recovery=cfg.recovery)
     baselines, pruned = build_trials(grid)
     assert baselines[0].recovery is None and pruned[0].recovery == cfg.recovery
     same_text = RecoverySpec(data=CalibrationSpec(str(eval_text), seq_len=32))
     with pytest.raises(GluRayError, match="is the stage-0 evaluation text"):
-        build_trials(SweepGrid(grid.models, grid.metrics, grid.targets, ev, StopRule(threshold=20.0), recovery=same_text))
+        build_trials(SweepGrid(grid.models, grid.metrics, grid.targets, ev, recovery=same_text))

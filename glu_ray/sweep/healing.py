@@ -34,7 +34,10 @@ def with_healing(cfg: TrialConfig, model, tok, stages: Stages, evaluate: Callabl
             yield stage, metrics, status
             return
         yield stage, metrics, TrialStatus.RUNNING
-    teacher, _ = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    # The teacher as the student was loaded: same source, revision, device and dtype.
+    first = next(model.parameters())
+    teacher, _ = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+                            device=str(first.device), dtype=first.dtype)
     try:
         model, result = heal(model, teacher, tokens, spec)
     finally:
