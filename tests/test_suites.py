@@ -103,3 +103,15 @@ def test_every_suite_task_is_known_to_lm_eval():
 
     for name in SUITES:
         check_tasks(load_suite(name))
+
+
+def test_a_self_contained_suite_skips_lm_evals_builtin_index_and_a_real_one_keeps_it():
+    """Indexing lm-eval's ~10k YAMLs costs seconds in every trial process: only when needed."""
+    from glu_ray.evaluation.harness import task_manager
+
+    tiny = load_suite("tiny")
+    own = task_manager(tiny.tasks_dirs, tuple(b.task for b in tiny.benchmarks))
+    assert {b.task for b in tiny.benchmarks} <= set(own.all_tasks) and "hellaswag" not in own.all_tasks
+    real = load_suite("real")
+    full = task_manager(real.tasks_dirs, tuple(b.task for b in real.benchmarks))
+    assert "arc_challenge" in full.all_tasks  # the real groups override built-in tasks

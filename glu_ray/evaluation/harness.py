@@ -39,17 +39,39 @@ class EvalResult:
     reported: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=4)
-def task_manager(tasks_dirs: tuple[str, ...] = ()):
-    """lm-eval's TaskManager, built once per include path: indexing its ~10k YAMLs takes seconds."""
+def task_manager(tasks_dirs: tuple[str, ...] = (), tasks: tuple[str, ...] = ()):
+    """lm-eval's TaskManager for these include paths. Where every one of ``tasks`` lives in those
+    folders alone (the tiny suite), lm-eval's ~10k built-in YAMLs are not indexed: that costs ~7 s
+    per process, and every Ray trial is a fresh process."""
+    if tasks_dirs and tasks:
+        own = _task_manager(tasks_dirs, include_defaults=False)
+        if all(_self_contained(own.task_index, t) for t in tasks):
+            return own
+    return _task_manager(tasks_dirs, include_defaults=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(tasks_dirs: tuple[str, ...], include_defaults: bool):
     from lm_eval.tasks import TaskManager  # lazy: lm_eval.tasks costs ~0.9 s at import (python -X importtime, shared CPU)
 
-    return TaskManager(include_path=list(tasks_dirs)) if tasks_dirs else TaskManager()
+    return TaskManager(include_path=list(tasks_dirs) or None, include_defaults=include_defaults)
+
+
+def _self_contained(index: dict, name: str) -> bool:
+    """``name`` and, for a group, every subtask it lists are in ``index`` (a real suite's groups
+    override built-in tasks: those need lm-eval's own index)."""
+    entry = index.get(name)
+    if entry is None or entry.cfg is None or "include" in entry.cfg:
+        return False
+    if entry.cfg.get("group") is None:
+        return True
+    subtasks = entry.cfg.get("task") or []
+    return all(_self_contained(index, t if isinstance(t, str) else t.get("task", "")) for t in subtasks)
 
 
 def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
     """Every benchmark's task (or group, or tag) must be known to lm-eval (built-ins + the suite's folders)."""
-    known = set(task_manager(suite.tasks_dirs).all_tasks)
+    known = set(task_manager(suite.tasks_dirs, tuple(b.task for b in (benchmarks or suite.benchmarks))).all_tasks)
     missing = [b.task for b in (benchmarks or suite.benchmarks) if b.task not in known]
     if missing:
         where = " and ".join(["lm-eval's built-in tasks", *suite.tasks_dirs])
@@ -134,7 +156,7 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
     try:
         return simple_evaluate(
             model=lm, tasks=[b.task for b in group], num_fewshot=shots, limit=limit,
-            task_manager=task_manager(suite.tasks_dirs), log_samples=False, bootstrap_iters=bootstrap_iters,
+            task_manager=task_manager(suite.tasks_dirs, tuple(b.task for b in group)), log_samples=False, bootstrap_iters=bootstrap_iters,
             gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
             apply_chat_template=suite.apply_chat_template, fewshot_as_multiturn=suite.apply_chat_template,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
