@@ -15,7 +15,6 @@ for _k, _v in {
     "TRANSFORMERS_OFFLINE": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
     "TOKENIZERS_PARALLELISM": "false",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # a local Ray binds to loopback only
 }.items():
@@ -109,3 +108,50 @@ def ray_cluster(tmp_path_factory) -> Path:
                  runtime_env={**runtime_env, "worker_process_setup_hook": faultkit.setup_hook(plan)})
     yield plan
     ray.shutdown()
+
+
+# -- one finished tiny sweep that several test modules only read --------------------------------
+SWEEP_TOKEN = "hf_dummyTOKEN0123456789abcdefghijKLMN"
+SWEEP_EXPERIMENT = "tracked"
+
+
+def tiny_sweep_grid(root: Path):
+    """One tiny model x {maw, pon} x 50% + its baseline, stage 0 and two tiny tasks."""
+    from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
+    from glu_ray.pruning.widths import TargetWidth
+    from glu_ray.sweep.config import EvalSpec
+    from glu_ray.sweep.grid import ModelSpec, SweepGrid
+    from glu_ray.sweep.stop_rule import StopRule
+
+    model = build_tiny_model(root / "tiny-t", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
+    ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4,
+                  ppl_text=str(tiny_eval_text(root)))
+    return SweepGrid(models=(ModelSpec(str(model), "tiny"),), metrics=("maw", "pon"),
+                     targets=(TargetWidth(pruning_pct=50),), eval=ev, stop=StopRule(threshold=1000.0))
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_sweep(tmp_path_factory, ray_cluster):
+    """(SweepResult, SweepGrid, SweepOptions) of one finished tiny sweep, run once per session with
+    HF_TOKEN set and the token on its command line (as a careless user might). Read by the
+    tracking tests (MLflow, no token anywhere) and the browser test (the UI over its store)."""
+    import os
+    import sys
+
+    from glu_ray.sweep.driver import SweepOptions, run_sweep
+
+    root = tmp_path_factory.mktemp("tracking")
+    grid = tiny_sweep_grid(root)
+    opts = SweepOptions(name=SWEEP_EXPERIMENT, storage=str(root / "runs"), verbose=0)
+    saved_argv, saved_token = sys.argv, os.environ.get("HF_TOKEN")
+    sys.argv = ["sweeps/full_grid.py", "--preset", "tiny", "--hf-token", SWEEP_TOKEN]
+    os.environ["HF_TOKEN"] = SWEEP_TOKEN
+    try:
+        result = run_sweep(grid, opts)
+    finally:  # the token is gone before any other test runs
+        sys.argv = saved_argv
+        if saved_token is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = saved_token
+    return result, grid, opts

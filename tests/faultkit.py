@@ -27,16 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # No HOME here: each command gets a fresh, empty one (offline_env), as on a new user's machine,
 # so nothing the Makefile or a developer's HOME holds (Ray's bootstrap file) makes a test pass.
+# Ray's token authentication stays on, as it is in a user's shell.
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-    "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
 }
 
 
 def offline_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
     return {**env, **OFFLINE_ENV, "HOME": tempfile.mkdtemp(prefix="glu-ray-home-"), **extra}
 
 

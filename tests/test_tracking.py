@@ -1,59 +1,29 @@
 """MLflow tracking of a real tiny sweep (real Ray, lm-eval, SQLite store): what a researcher browses.
 
-One tiny model x {maw, pon} x 50% + its baseline, with a Hugging Face token in the environment
-and on the command line: the token must never reach a param, tag or artifact.
+The session's finished tiny sweep (conftest.finished_tiny_sweep): one tiny model x {maw, pon} x
+50% + its baseline, with a Hugging Face token in the environment and on the command line: the token
+must never reach a param, tag or artifact.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.config import EvalSpec
-from glu_ray.sweep.grid import ModelSpec, SweepGrid
+from conftest import SWEEP_EXPERIMENT as EXPERIMENT
+from conftest import SWEEP_TOKEN as TOKEN
 from glu_ray.sweep.ledger import Ledger
-from glu_ray.sweep.driver import SweepOptions, run_sweep
-from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
+from glu_ray.sweep.driver import run_sweep
 from glu_ray.tracking.runs import REDACTED, metrics_of, scrub
-from glu_ray.pruning.widths import TargetWidth
-
-TOKEN = "hf_dummyTOKEN0123456789abcdefghijKLMN"
-EXPERIMENT = "tracked"
-
-
-def tiny_grid(root: Path) -> SweepGrid:
-    model = build_tiny_model(root / "tiny-t", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
-    ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4,
-                  ppl_text=str(tiny_eval_text(root)))
-    return SweepGrid(models=(ModelSpec(str(model), "tiny"),), metrics=("maw", "pon"),
-                     targets=(TargetWidth(pruning_pct=50),), eval=ev, stop=StopRule(threshold=1000.0))
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, ray_cluster):
-    """The sweep, run with HF_TOKEN set and the token on its command line (as a careless user might)."""
-    root = tmp_path_factory.mktemp("tracking")
-    grid = tiny_grid(root)
-    opts = SweepOptions(name=EXPERIMENT, storage=str(root / "runs"), verbose=0)
-    saved_argv, saved_token = sys.argv, os.environ.get("HF_TOKEN")
-    sys.argv = ["sweeps/full_grid.py", "--preset", "tiny", "--hf-token", TOKEN]
-    os.environ["HF_TOKEN"] = TOKEN
-    try:
-        result = run_sweep(grid, opts)
-        yield result, grid, opts
-    finally:
-        sys.argv = saved_argv
-        if saved_token is None:
-            os.environ.pop("HF_TOKEN", None)
-        else:
-            os.environ["HF_TOKEN"] = saved_token
+def tracked(finished_tiny_sweep):
+    return finished_tiny_sweep
 
 
 def all_runs(uri: str):

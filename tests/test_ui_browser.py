@@ -1,7 +1,7 @@
 """`glu-ray ui` serves a real tiny sweep, checked in headless Chromium the way a researcher looks.
 
-Runs `sweeps/full_grid.py --preset tiny` (one model, one metric, one width) into a temporary
-storage, starts `glu-ray ui` on a free loopback port, opens the printed URL in Debian's chromium
+Reads the session's finished tiny sweep (conftest.finished_tiny_sweep: one model, two metrics,
+one width), starts `glu-ray ui` over its storage on a free loopback port, opens the printed URL in Debian's chromium
 through Playwright and finds every trial's run name. The screenshot is kept under
 .cache/test-artifacts/. Skips when chromium or playwright is missing (`make browser` installs it).
 """
@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import SWEEP_EXPERIMENT as EXPERIMENT
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / ".cache" / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-EXPERIMENT = "ui-tiny"
 
 
 def free_port() -> int:
@@ -34,20 +35,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def sweep_storage(tmp_path_factory) -> Path:
-    """The tiny preset, cut down to one model x maw x 50%: a baseline and one pruned trial."""
-    from glu_ray.models.tiny import build_tiny_model
-
-    _need_browser()  # before the sweep: without a browser it would run for nothing
-
-    storage = tmp_path_factory.mktemp("ui-runs")
-    model = build_tiny_model(storage / "tiny-ui", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
-    cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", str(model),
-           "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
-           "--storage", str(storage), "--experiment", EXPERIMENT, "--max-concurrent", "2"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return storage
+def sweep_storage(finished_tiny_sweep) -> Path:
+    """The session's finished tiny sweep (conftest): a baseline and two pruned trials."""
+    _need_browser()
+    result, _, opts = finished_tiny_sweep
+    return Path(opts.storage)
 
 
 @pytest.fixture
@@ -94,11 +86,12 @@ def _need_browser():
     return pytest.importorskip("playwright.sync_api")
 
 
-def test_ui_serves_the_sweep_and_chromium_finds_every_trial(ui, sweep_storage):
+def test_ui_serves_the_sweep_and_chromium_finds_every_trial(ui, finished_tiny_sweep):
     sync_api = _need_browser()
 
     assert urlsplit(ui).hostname == "127.0.0.1" and "#/experiments/" in ui
-    names = ["tiny-ui/baseline", "tiny-ui/maw/2x"]
+    names = [t.name for t in finished_tiny_sweep[0].trials]
+    assert len(names) == 3
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)

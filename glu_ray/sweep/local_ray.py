@@ -9,6 +9,11 @@ bootstrap file saying "local provider"; the driver keeps its HOME, and trial wor
 through the job's runtime_env, so Hugging Face and lm-eval caches stay where the user has them.
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps node-IP discovery on 127.0.0.1 (Ray otherwise
 "connects" to a public DNS server to find its address).
+
+Ray's token authentication (on unless RAY_AUTH_MODE=disabled) writes its token under that HOME,
+``~/.ray/auth_token``; a worker started with the user's HOME would not find it, fail to register
+and be restarted every minute while the trial waits for ever. The workers' RAY_AUTH_TOKEN_PATH
+names that file.
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ def loopback_env(root: Path) -> Iterator[dict]:
         os.environ.setdefault(key, value)
     user_home = os.path.expanduser("~")
     had = os.environ.get("HOME")
-    os.environ["HOME"] = str(ray_home(root))
+    home = ray_home(root)
+    os.environ["HOME"] = str(home)
+    worker_env = {"HOME": user_home}
+    if "RAY_AUTH_TOKEN_PATH" not in os.environ:  # a user's own path reaches the workers as it is
+        worker_env["RAY_AUTH_TOKEN_PATH"] = str(home / ".ray" / "auth_token")
     try:
-        yield {"env_vars": {"HOME": user_home}}
+        yield {"env_vars": worker_env}
     finally:
         if had is None:
             os.environ.pop("HOME", None)
