@@ -108,6 +108,12 @@ def test_config_round_trip_key_and_grid(setup):
                      recovery=cfg.recovery)
     baselines, pruned = build_trials(grid)
     assert baselines[0].recovery is None and pruned[0].recovery == cfg.recovery
+    from glu_ray.sweep.results import results_table
+    from glu_ray.vocab import PPL_RATIO
+
+    rows = {pruned[0].key: {STATUS: "completed", healed_key(PPL_WORD): 12.5, healed_key(PPL_RATIO): 1.25}}
+    table = results_table(baselines + pruned, rows)  # the sweep's final table: healed beside pruned
+    assert table["healed_ppl"].tolist()[1:] == [12.5] and table["healed_ppl_x"].tolist()[1:] == [1.25]
     same_text = RecoverySpec(data=CalibrationSpec(str(eval_text), seq_len=32))
     with pytest.raises(GluRayError, match="is the stage-0 evaluation text"):
         build_trials(SweepGrid(grid.models, grid.metrics, grid.targets, ev, recovery=same_text))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from glu_ray.errors import GluRayError
-from glu_ray.vocab import DECODE_TOK_S, PPL_RATIO, PPL_WORD, STATUS, TrialStatus, efficiency_key, ratio_label
+from glu_ray.vocab import (DECODE_TOK_S, PPL_RATIO, PPL_WORD, STATUS, TrialStatus, efficiency_key, healed_key,
+                           ratio_label)
 
 log = logging.getLogger("glu_ray")
 
@@ -16,6 +17,7 @@ log = logging.getLogger("glu_ray")
 def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
     """Trials in grid order; a trial with no ledger row yet is PENDING."""
     records = []
+    healing = any(c.recovery is not None for c in trials)
     for cfg in trials:
         row = rows.get(cfg.key, {})
         rec = {
@@ -29,6 +31,9 @@ def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
         }
         for b in cfg.eval.load_suite().benchmarks:  # cached: one load per EvalSpec
             rec[f"{b.name}/{b.metric}"] = row.get(b.key)
+        if healing:  # --recover: the healed model beside the pruned one
+            rec["healed_ppl"] = row.get(healed_key(PPL_WORD))
+            rec["healed_ppl_x"] = row.get(healed_key(PPL_RATIO))
         if cfg.efficiency is not None:  # --measure-efficiency: the smallest batch's decode speed
             rec["decode_tok/s"] = row.get(efficiency_key(DECODE_TOK_S, min(cfg.efficiency.batches)))
         records.append(rec)
