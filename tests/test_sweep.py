@@ -16,7 +16,7 @@ import pytest
 
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec
-from faultkit import planned_faults
+from faultkit import offline_env, planned_faults
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
@@ -143,7 +143,8 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
     # The script runs in its own process: it joins the cluster started here, never this session's.
     a, _, text = models
     port = _free_port()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # A user's shell: one fresh HOME for `ray start` and the script, Ray's token auth as it defaults.
+    env = offline_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     head = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],

@@ -117,17 +117,14 @@ def test_tiny_sweep_with_static_and_data_driven_metrics(tmp_path):
     """The issue's sweep: --metrics maw,act,flap,hybrid on the tiny preset, offline, end to end;
     the analysis report's hierarchy has a row per metric."""
     import pandas as pd
-    import ray
 
     model = build_tiny_model(tmp_path / "models" / "tiny-a", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
     argv = ["--preset", "tiny", "--models", str(model), "--suite", "tiny", "--tasks", "tiny_mc,tiny_wikitext",
             "--limit", "6", "--batch-size", "4", "--pruning-pcts", "25,50", "--metrics", "maw,act,flap,hybrid",
             "--ppl-text", str(tiny_eval_text(tmp_path)), "--threshold", "1000", "--storage", str(tmp_path / "runs"),
             "--experiment", "datadriven", "--verbose", "0"]
-    try:
-        rc = _script("method_comparison").main({"tiny": _script("method_comparison").TINY}, argv)
-    finally:
-        ray.shutdown()
+    # Joins the session's Ray where one is up (never shut down: later tests share it).
+    rc = _script("method_comparison").main({"tiny": _script("method_comparison").TINY}, argv)
     assert rc == 0
     root = tmp_path / "runs" / "datadriven"
     assert len(list((root / "rankings").glob("*-calibration-*.pt"))) == 1  # one pass for act, flap, hybrid

@@ -21,7 +21,6 @@ SPEC = EfficiencySpec(prompt_len=8, gen_len=3, batches=(1, 2), repeats=2, answer
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    import ray
     from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("eff")
@@ -30,10 +29,8 @@ def swept(tmp_path_factory):
                     stop=StopRule.off(), efficiency=SPEC, experiment="eff",
                     eval=EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4,
                                   ppl_text=str(tiny_eval_text(root))))
-    try:
-        code = main({"eff": preset}, ["--measure-efficiency", "--storage", str(root / "runs"), "--verbose", "0"])
-    finally:
-        ray.shutdown()
+    # Joins the session's Ray where one is up (never shut down: later tests share it).
+    code = main({"eff": preset}, ["--measure-efficiency", "--storage", str(root / "runs"), "--verbose", "0"])
     client = MlflowClient(default_tracking_uri(root / "runs" / "eff"))
     exp = client.get_experiment_by_name("eff")
     return code, client, exp, root / "runs" / "eff"

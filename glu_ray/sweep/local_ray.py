@@ -12,13 +12,15 @@ RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps node-IP discovery on 127.0.0.1 (Ray ot
 
 Ray's token authentication (on unless RAY_AUTH_MODE=disabled) writes its token under that HOME,
 ``~/.ray/auth_token``; a worker started with the user's HOME would not find it, fail to register
-and be restarted every minute while the trial waits for ever. The workers' RAY_AUTH_TOKEN_PATH
-names that file.
+and be restarted every minute while the trial waits for ever. RAY_AUTH_TOKEN_PATH names one
+token file for the driver, Ray's processes and the workers: the user's ``~/.ray/auth_token`` if
+there is one, else the one Ray writes under that HOME.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,18 @@ def ray_home(root: Path) -> Path:
     return home
 
 
+def _new_token(path: Path) -> Path:
+    """A token file as Ray's ``ray get-auth-token --generate`` writes it (256 random bits, hex), kept
+    once written: with RAY_AUTH_TOKEN_PATH set, Ray reads the file and never creates it."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path
+
+
 @contextmanager
 def loopback_env(root: Path) -> Iterator[dict]:
     """Environment for ``ray.init(address="local", runtime_env=...)``: yields the runtime_env that
@@ -49,9 +63,14 @@ def loopback_env(root: Path) -> Iterator[dict]:
     had = os.environ.get("HOME")
     home = ray_home(root)
     os.environ["HOME"] = str(home)
-    worker_env = {"HOME": user_home}
-    if "RAY_AUTH_TOKEN_PATH" not in os.environ:  # a user's own path reaches the workers as it is
-        worker_env["RAY_AUTH_TOKEN_PATH"] = str(home / ".ray" / "auth_token")
+    token = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token is None:
+        own = Path(user_home) / ".ray" / "auth_token"  # the user's own token, where there is one
+        token = str(own if own.is_file() else _new_token(home / ".ray" / "auth_token"))
+        # Pinned for the process: Ray keeps the token it loaded first, so a later local instance
+        # started here must use the same file (else its GCS never answers).
+        os.environ["RAY_AUTH_TOKEN_PATH"] = token
+    worker_env = {"HOME": user_home, "RAY_AUTH_TOKEN_PATH": token}
     try:
         yield {"env_vars": worker_env}
     finally:
