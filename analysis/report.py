@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
-from analysis.stop_audit import AUDIT_INTRO, audit_points, audit_summary, summary_text
+from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
 from analysis.tidy import BASELINE
 from glu_ray.errors import GluRayError
@@ -85,9 +85,9 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     out.append(("Deltas from baseline (the study's table)", delta_table(a.retention)))
     out.append(("Early-stopping audit", AUDIT_INTRO))
     if audit[0].empty:  # say why, instead of two empty tables
-        out.append(("Early-stopping audit: runs", "Nothing to audit: " + summary_text(audit[1], audit[0]).partition(": ")[2]
-                    + " (a benchmark is informative where the baseline is above chance by 1.96 stderrs: "
-                    "more items per task, --limit, narrow the stderrs)."))
+        out.append(("Early-stopping audit: runs", f"Nothing to audit: {NOTHING_TO_AUDIT} (a benchmark is "
+                    "informative where the baseline is above chance by 1.96 stderrs: more items per task, --limit, "
+                    "narrow the stderrs)."))
     else:
         out += [("Early-stopping audit: thresholds", audit[1]), ("Early-stopping audit: runs", audit[0])]
     return out + _pareto_sections(front, figures)

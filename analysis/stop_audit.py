@@ -122,11 +122,14 @@ def would_stop(points: pd.DataFrame, reference: str, threshold: float) -> pd.Dat
     return hit.assign(wrongly=~hit["dead"])
 
 
+NOTHING_TO_AUDIT = "no completed pruned run with a perplexity and an informative benchmark"
+
+
 def summary_text(summary: pd.DataFrame, points: pd.DataFrame, rules: tuple[StopRule, ...] = (StopRule(),)) -> str:
     """The lines `glu-ray report` prints: per model, what the data supports, and what each rule
     (by default glu-ray's own) would have stopped that was still informative."""
     if summary.empty:
-        return "early-stopping audit: no completed pruned run with a perplexity and an informative benchmark"
+        return f"early-stopping audit: {NOTHING_TO_AUDIT}"
     lines = []
     for r in summary.itertuples(index=False):
         name = f"{r.model}{' ' + r.variant if r.variant else ''} vs {r.reference}"

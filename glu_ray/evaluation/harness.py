@@ -41,8 +41,8 @@ class EvalResult:
 
 def task_manager(tasks_dirs: tuple[str, ...] = (), tasks: tuple[str, ...] = ()):
     """lm-eval's TaskManager for these include paths. Where every one of ``tasks`` lives in those
-    folders alone (the tiny suite), lm-eval's ~10k built-in YAMLs are not indexed: that costs ~7 s
-    per process, and every Ray trial is a fresh process."""
+    folders alone (the tiny suite), lm-eval's ~10k built-in YAMLs are not indexed: that costs
+    seconds per process, and every Ray trial is a fresh process."""
     if tasks_dirs and tasks:
         own = _task_manager(tasks_dirs, include_defaults=False)
         if all(_self_contained(own.task_index, t) for t in tasks):
@@ -71,8 +71,9 @@ def _self_contained(index: dict, name: str) -> bool:
 
 def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
     """Every benchmark's task (or group, or tag) must be known to lm-eval (built-ins + the suite's folders)."""
-    known = set(task_manager(suite.tasks_dirs, tuple(b.task for b in (benchmarks or suite.benchmarks))).all_tasks)
-    missing = [b.task for b in (benchmarks or suite.benchmarks) if b.task not in known]
+    tasks = tuple(b.task for b in (benchmarks or suite.benchmarks))
+    known = set(task_manager(suite.tasks_dirs, tasks).all_tasks)
+    missing = [t for t in tasks if t not in known]
     if missing:
         where = " and ".join(["lm-eval's built-in tasks", *suite.tasks_dirs])
         raise GluRayError(f"unknown lm-eval task(s) {', '.join(missing)}: not found in {where}")

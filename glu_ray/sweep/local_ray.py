@@ -14,7 +14,7 @@ Ray's token authentication (on unless RAY_AUTH_MODE=disabled) writes its token u
 ``~/.ray/auth_token``; a worker started with the user's HOME would not find it, fail to register
 and be restarted every minute while the trial waits for ever. RAY_AUTH_TOKEN_PATH names one
 token file for the driver, Ray's processes and the workers: the user's ``~/.ray/auth_token`` if
-there is one, else the one Ray writes under that HOME.
+there is one, else one glu-ray writes once under that HOME.
 """
 
 from __future__ import annotations
