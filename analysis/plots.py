@@ -128,6 +128,7 @@ def pareto(table: pd.DataFrame, path: Path) -> Path:
                 ax.annotate("base" if row.is_base else f"{row.ratio:g}x", (getattr(row, axis.column), row.retention),
                             fontsize=6, xytext=(3, 3), textcoords="offset points")
     axes[0][0].set_ylabel("retention, mean over benchmarks (1 = unpruned)")
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:  # no points, no legend (matplotlib warns)
+        axes[0][0].legend(fontsize=7)
     fig.suptitle("What pruning buys: retention vs cost; lines join each method's Pareto front", fontsize=10)
     return _save(fig, path)

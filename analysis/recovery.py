@@ -39,8 +39,9 @@ class Recovery:
 
 
 def _healing(df: pd.DataFrame) -> pd.Series:
-    """Each row's healing; rows built without the column (older sources) were not healed."""
-    return df["healing"].fillna(NONE) if "healing" in df else pd.Series(NONE, index=df.index)
+    """Each row's healing; rows built without the column (older sources) were not healed. (An
+    all-missing column reads as float64: as object, fillna takes the string.)"""
+    return df["healing"].astype(object).fillna(NONE) if "healing" in df else pd.Series(NONE, index=df.index)
 
 
 def has_healing(df: pd.DataFrame) -> bool:

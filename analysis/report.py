@@ -57,7 +57,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 def stderr_sources(df: pd.DataFrame) -> pd.DataFrame:
     """Where each benchmark's stderrs come from: reported by the source, binomial, or none."""
     given = df["stderr_source"] if "stderr_source" in df else pd.Series(None, index=df.index, dtype=object)
-    source = given.fillna(df["stderr"].notna().map({True: "reported", False: "none"}))
+    source = given.astype(object).fillna(df["stderr"].notna().map({True: "reported", False: "none"}))
     return df.assign(stderr=source).groupby(["benchmark", "stderr"]).size().rename("rows").reset_index()
 
 

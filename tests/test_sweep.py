@@ -159,7 +159,10 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
         assert out.returncode == 0, out.stderr[-3000:]
         assert f"127.0.0.1:{port}" in out.stderr + out.stdout  # it joined the cluster we started
         # What a researcher sees: one line per trial event, never Ray Tune's per-trial configuration box.
-        assert "started with configuration" not in out.stdout + out.stderr
+        said = out.stdout + out.stderr
+        assert "started with configuration" not in said
+        # ... nor Tune's experiment box, TensorBoard hint or TensorBoard logger warnings.
+        assert "Configuration for experiment" not in said and "tensorboard" not in said.lower(), said[-3000:]
         assert "stage 0" in out.stdout and "completed" in out.stdout, out.stdout[-3000:]
         assert Ledger(tmp_path / "cluster" / "ledger.jsonl").finished().values().__len__() == 2
     finally:

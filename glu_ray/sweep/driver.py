@@ -20,6 +20,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -128,6 +130,7 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
     # Ray Tune and the callbacks (which subclass Tune's) are imported where a sweep runs: Tune
     # costs ~5 s at import (python -X importtime), which --estimate and --help never need.
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from glu_ray.sweep.progress import ProgressCallback
     from glu_ray.tracking.callback import TrackingCallback
@@ -145,16 +148,38 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
         run_config=tune.RunConfig(
             name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(root / "ray"),
-            callbacks=[TrackingCallback(ledger, tracker)] + ([ProgressCallback(len(pending))] if opts.verbose else []),
+            # Tune's per-trial CSV/JSON results stay; its TensorBoard logger only at verbose 2
+            # (MLflow is the tracker, and that logger warns once per trial about tuple params).
+            callbacks=[TrackingCallback(ledger, tracker), CSVLoggerCallback(), JsonLoggerCallback()]
+            + ([ProgressCallback(len(pending))] if opts.verbose else []),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             # Tune's reporter (a configuration box per trial, a status table) only at verbose 2:
             # below it, ProgressCallback prints one line per trial event instead.
             verbose=1 if opts.verbose >= 2 else 0,
         ),
     )
-    tuner.fit()  # trial errors are recorded by the callback, never raised here
+    with _tune_env(quiet=opts.verbose < 2):
+        tuner.fit()  # trial errors are recorded by the callback, never raised here
     ended = {e.key for e in ledger.events() if e.kind == "end"}
     return all(c.key in ended for c in pending)
+
+
+@contextmanager
+def _tune_env(quiet: bool) -> Iterator[None]:
+    """Tune's environment switches for one fit. Quiet: Tune's new reporter prints an experiment
+    box and a TensorBoard hint even at verbose 0; its legacy one at 0 prints nothing."""
+    switches = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"} if quiet else {}
+    saved = {k: os.environ.get(k) for k in switches}
+    for k, v in switches.items():
+        os.environ.setdefault(k, v)  # a user's own setting wins
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _resources(config: dict, opts: SweepOptions, gpu_mem: int) -> dict:
