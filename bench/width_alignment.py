@@ -12,6 +12,7 @@ by the wall clock and per second of this process's CPU time (steadier on a share
     python bench/width_alignment.py                               # SmolLM2-135M shape, CPU, fp32
     python bench/width_alignment.py --model ../shared/assets/models/stories260K --divisor 32
     python bench/width_alignment.py --shape 1b --device cuda      # Llama-3.2-1B shape, bf16, on a GPU
+    python bench/width_alignment.py --model ~/.cache/glu-ray/models/SmolLM2-135M-Instruct --dtype bfloat16
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     how.add_argument("--model", help="a local Hugging Face model folder (sizes from its config)")
     how.add_argument("--shape", choices=sorted(SHAPES), default="smollm2-135m")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="auto: bf16 on CUDA, fp32 on CPU (bf16 is fast on CPUs with AMX/AVX512-BF16 only)")
     p.add_argument("--pcts", default="10,30,50", help="pruning levels; each gives one aligned/unaligned pair")
     p.add_argument("--divisor", type=int, default=64, choices=DIVISORS)
     p.add_argument("--batches", default="1,8")
@@ -63,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def base_model(a: argparse.Namespace):
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    dtype = torch.bfloat16 if a.device.startswith("cuda") else torch.float32
+    auto = torch.bfloat16 if a.device.startswith("cuda") else torch.float32
+    dtype = auto if a.dtype == "auto" else getattr(torch, a.dtype)
     if a.model:
         return AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype).to(a.device).eval()
     torch.manual_seed(0)
