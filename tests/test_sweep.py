@@ -139,6 +139,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until the head's GCS accepts connections: ray.init itself then waits for the node's raylet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"`ray start` exited with {proc.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"no Ray head on port {port} after {timeout:.0f} s")
+
+
 def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_path):
     # The script runs in its own process: it joins the cluster started here, never this session's.
     a, _, text = models
@@ -150,7 +163,7 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
          f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        time.sleep(8)
+        _wait_for_port(port, head)
         cmd = [sys.executable, str(REPO / "sweeps/full_grid.py"), "--preset", "tiny", "--models", str(a),
                "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
                "--ppl-text", str(text), "--storage", str(tmp_path), "--experiment", "cluster"]
