@@ -43,6 +43,7 @@ def inputs(tmp_path_factory, tiny_model_dir):
                                                 "metric_list:\n  - metric: word_perplexity\n")
     (root / "usertasks" / "g.yaml").write_text("group: g\ntask: [t1]\naggregate_metric_list:\n  - metric: word_perplexity\n")
     (root / "a_file").write_text("not a folder")
+    (root / "stage0.txt").write_text("Once upon a time there was a fish.\n")
     return {"root": root, "model": str(tiny_model_dir), "out": str(root / "out"), "port": free_port()}
 
 
@@ -52,7 +53,7 @@ def P(s, i):  # noqa: N802 - a template filled from the inputs fixture
 
 def _sweep(*extra):
     return ("full_grid", ["--models", "{model}", "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50",
-                          "--storage", "{root}/runs", *extra])
+                          "--ppl-text", "{root}/stage0.txt", "--storage", "{root}/runs", *extra])
 
 
 CASES = {
@@ -82,6 +83,10 @@ CASES = {
     "eval/max length negative": ("glu-ray", ["eval", "--model", "{model}", "--suite", "tiny", "--max-length", "-5", "--out", "{out}.json"], ARGPARSE),
     "eval/out folder missing": ("glu-ray", ["eval", "--model", "{model}", "--suite", "tiny", "--out", "{root}/nope/r.json"], "does not exist"),
     "eval/missing model": ("glu-ray", ["eval", "--model", "{root}/nope", "--suite", "tiny", "--tasks", "tiny_mc", "--out", "{out}.json"], "not a model"),
+    # offline (as every test runs), a hub dataset nobody cached: said before the model loads / Ray starts
+    "eval/hub task offline": ("glu-ray", ["eval", "--model", "{model}", "--tasks", "piqa", "--out", "{out}.json"], "baber/piqa for piqa"),
+    "sweep/stage-0 wikitext offline": ("full_grid", ["--models", "{model}", "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50",
+                                                     "--storage", "{root}/runs"], "wikitext dataset is not reachable"),
     "eval/stage with none selected": ("glu-ray", ["eval", "--model", "{model}", "--suite", "tiny", "--tasks", "tiny_mc", "--stage", "full", "--out", "{out}.json"], "no full benchmarks"),
     # glu-ray report
     "report/no such experiment": ("glu-ray", ["report", "--experiment", "nope", "--tracking-uri", "sqlite:///{root}/r.db", "--out", "{out}"], "no MLflow store"),

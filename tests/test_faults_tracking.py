@@ -91,8 +91,10 @@ def test_unreachable_server_at_start_fails_fast_before_any_trial(tmp_path, tiny_
     from glu_ray.errors import GluRayError
 
     port = free_port()  # nothing listens here
+    text = tmp_path / "stage0.txt"
+    text.write_text("Once upon a time there was a fish.\n")
     grid = SweepGrid((ModelSpec(str(tiny_model_dir), "tiny"),), ("maw",), (TargetWidth(pruning_pct=50),),
-                     EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4))
+                     EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, ppl_text=str(text)))
     opts = SweepOptions(name="down", storage=str(tmp_path), tracking_uri=f"http://127.0.0.1:{port}")
     with pytest.raises(GluRayError, match="unreachable"):
         run_sweep(grid, opts)

@@ -10,7 +10,8 @@ from pathlib import Path
 from lm_eval.utils import simple_parse_args_string
 
 from glu_ray.errors import GluRayError
-from glu_ray.evaluation.harness import check_data, check_tasks, format_table, run_suite
+from glu_ray.evaluation.harness import format_table, run_suite
+from glu_ray.evaluation.preflight import check_suite_inputs
 from glu_ray.evaluation.suites import SUITES, load_suite, with_fewshot
 from glu_ray.models.loading import load_model
 
@@ -95,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     benchmarks = suite.stage(args.stage) if args.stage else suite.benchmarks
     if not benchmarks:
         raise GluRayError(f"suite {suite.name!r} has no {args.stage} benchmarks among those selected")
-    check_tasks(suite, benchmarks)
-    check_data(suite)
+    check_suite_inputs(suite, benchmarks)
     out = Path(args.out)
     if not out.parent.exists():
         raise GluRayError(f"--out folder {out.parent} does not exist")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterable, Mapping
 
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.benchmarks import check_benchmarks
 from glu_ray.vocab import metric_key, split_lm_eval_key
 from glu_ray.evaluation.suites import Benchmark, Suite
@@ -162,6 +162,9 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
             apply_chat_template=suite.apply_chat_template, fewshot_as_multiturn=suite.apply_chat_template,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
+    except ConnectionError as err:  # datasets' error for a hub dataset it could neither reach nor find cached
+        raise GluRayError(f"a task's data is not reachable: {first_line(err)}; offline, cache it once online "
+                          "or use a suite that reads local items (real, real_instruct)") from None
     finally:
         tokenizer.pad_token = pad_token
         del lm

@@ -20,14 +20,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError, first_line
+from glu_ray.evaluation.perplexity import load_documents
+from glu_ray.evaluation.preflight import check_suite_inputs
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
@@ -65,9 +67,18 @@ class SweepResult:
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     baselines, pruned = build_trials(grid)  # all input checks, before Ray starts
+    check_eval_inputs(c.eval for c in baselines)
     root = experiment_dir(opts)
     with experiment_lock(root):  # one driver per experiment: a second one stops here, naming the first
         return _run_locked(baselines, pruned, grid, opts, root)
+
+
+def check_eval_inputs(evals: Iterable[EvalSpec]) -> None:
+    """What every trial will evaluate, readable here: its suite's tasks and data (offline: cached; see
+    evaluation/preflight.py) and stage 0's text. Not in build_trials: --estimate prices a grid offline."""
+    for ev in set(evals):
+        check_suite_inputs(ev.load_suite())
+        load_documents(ev.ppl_text)  # a file with no text; lm-eval's WikiText-2 pages offline and uncached
 
 
 def experiment_dir(opts: SweepOptions) -> Path:

@@ -1,0 +1,91 @@
+"""Before any model loads: lm-eval knows every task, and every task's data can be read.
+
+Online, the hub serves whatever is not cached, so task names and the real items' manifest are all
+there is to check. Offline (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE``), a hub dataset missing
+from the local cache fails inside lm-eval only after the model has loaded; in a sweep, in every
+trial after its stage 0. So offline, each task's hub dataset is resolved here, the way lm-eval's
+``download()`` will resolve it (``datasets.load_dataset_builder``: the cache lookup, no data read).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from glu_ray.errors import GluRayError
+from glu_ray.evaluation.harness import check_data, check_tasks, task_manager
+from glu_ray.evaluation.suites import Benchmark, Suite
+
+
+def check_suite_inputs(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
+    """Names known to lm-eval, the real items' manifest, and offline, every hub dataset cached."""
+    benchmarks = tuple(benchmarks or suite.benchmarks)
+    check_tasks(suite, benchmarks)
+    check_data(suite)
+    check_hub_data(suite, benchmarks)
+
+
+def check_hub_data(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
+    import datasets  # lazy: datasets costs ~1.5 s at import (python -X importtime, shared CPU)
+
+    if not datasets.config.HF_HUB_OFFLINE or suite.reads_benchmarks:  # real suites: check_data's manifest
+        return
+    benchmarks = tuple(benchmarks or suite.benchmarks)
+    index = task_manager(suite.tasks_dirs, tuple(b.task for b in benchmarks)).task_index
+    missing: dict[str, tuple[set, list]] = {}  # dataset path -> (its configs, the benchmarks that read them)
+    for bench in benchmarks:
+        for path, name in sorted(set(hub_datasets(index, bench.task)), key=str):
+            if not _cached(datasets, path, name):
+                configs, readers = missing.setdefault(path, (set(), []))
+                configs.add(name)
+                readers.extend([bench.name] if bench.name not in readers else [])
+    if missing:
+        what = "; ".join(f"{_label(path, configs)} for {', '.join(readers)}" for path, (configs, readers) in missing.items())
+        raise GluRayError(f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and not in the Hugging Face cache: "
+                          f"{what}. Run once online to cache them, or use a suite that reads local items "
+                          f"(--suite real, real_instruct)")
+
+
+def _label(path: str, configs: set) -> str:
+    named = sorted(c for c in configs if c)
+    return path if not named else f"{path} ({named[0]})" if len(named) == 1 else f"{path} ({len(named)} configs)"
+
+
+def hub_datasets(index: dict, task: str, seen: frozenset = frozenset()) -> Iterator[tuple[str, str | None]]:
+    """(dataset_path, dataset_name) of every hub-backed task under ``task``
+    (a task, group or tag in lm-eval's index); tasks that build their own data are skipped."""
+    entry = index.get(task)
+    if entry is None or task in seen:  # unknown names are check_tasks' to report; a cycle ends here
+        return
+    seen = seen | {task}
+    kind = entry.kind.name
+    if kind == "TAG":
+        for member in sorted(entry.tags):
+            yield from hub_datasets(index, member, seen)
+    elif kind == "GROUP":
+        for item in (entry.cfg or {}).get("task") or []:
+            if isinstance(item, dict) and "dataset_path" in item:
+                yield from _from_config(item)
+            else:
+                yield from hub_datasets(index, item.get("task", "") if isinstance(item, dict) else item, seen)
+    else:
+        yield from _from_config(entry.cfg or {})
+
+
+def _from_config(cfg: dict) -> Iterator[tuple[str, str | None]]:
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # lazy: with datasets itself
+
+    path = cfg.get("dataset_path")
+    if isinstance(path, str) and not cfg.get("custom_dataset") and path not in _PACKAGED_DATASETS_MODULES:
+        yield path, cfg.get("dataset_name")  # else: data built by the task, or local files (json, csv, ...)
+
+
+def _cached(datasets, path: str, name: str | None) -> bool:
+    """Whether lm-eval's load_dataset would find the dataset. Only the lookup that fails offline is
+    repeated here: the builder (cache first), never the data."""
+    try:
+        datasets.load_dataset_builder(path, name)
+    except (ConnectionError, FileNotFoundError):  # what datasets raises offline for what it has not cached
+        return False
+    except Exception:  # noqa: BLE001 - anything else is lm-eval's to meet, and to report as it does
+        return True
+    return True
