@@ -37,7 +37,8 @@ def check_hub_data(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) 
             if not _cached(datasets, path, name):
                 configs, readers = missing.setdefault(path, (set(), []))
                 configs.add(name)
-                readers.extend([bench.name] if bench.name not in readers else [])
+                if bench.name not in readers:
+                    readers.append(bench.name)
     if missing:
         what = "; ".join(f"{_label(path, configs)} for {', '.join(readers)}" for path, (configs, readers) in missing.items())
         raise GluRayError(f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and not in the Hugging Face cache: "
@@ -46,8 +47,11 @@ def check_hub_data(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) 
 
 
 def _label(path: str, configs: set) -> str:
+    """``cais/mmlu (57 configs)``, ``openai/gsm8k (main)``, ``baber/piqa``."""
     named = sorted(c for c in configs if c)
-    return path if not named else f"{path} ({named[0]})" if len(named) == 1 else f"{path} ({len(named)} configs)"
+    if len(named) > 1:
+        return f"{path} ({len(named)} configs)"
+    return f"{path} ({named[0]})" if named else path
 
 
 def hub_datasets(index: dict, task: str, seen: frozenset = frozenset()) -> Iterator[tuple[str, str | None]]:
