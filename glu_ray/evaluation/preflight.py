@@ -31,14 +31,16 @@ def check_hub_data(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) 
         return
     benchmarks = tuple(benchmarks or suite.benchmarks)
     index = task_manager(suite.tasks_dirs, tuple(b.task for b in benchmarks)).task_index
+    reads = {b.name: sorted(set(hub_datasets(index, b.task)), key=str) for b in benchmarks}
+    cached = {ds: _cached(datasets, *ds) for ds in {ds for found in reads.values() for ds in found}}  # each once
     missing: dict[str, tuple[set, list]] = {}  # dataset path -> (its configs, the benchmarks that read them)
-    for bench in benchmarks:
-        for path, name in sorted(set(hub_datasets(index, bench.task)), key=str):
-            if not _cached(datasets, path, name):
+    for bench, found in reads.items():
+        for path, name in found:
+            if not cached[path, name]:
                 configs, readers = missing.setdefault(path, (set(), []))
                 configs.add(name)
-                if bench.name not in readers:
-                    readers.append(bench.name)
+                if bench not in readers:
+                    readers.append(bench)
     if missing:
         what = "; ".join(f"{_label(path, configs)} for {', '.join(readers)}" for path, (configs, readers) in missing.items())
         raise GluRayError(f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and not in the Hugging Face cache: "
