@@ -62,6 +62,10 @@ PPL_CONTROL_RATIO = "ppl/ratio_to_control"  # over the random-pruning control's 
 TRIAL_SECONDS = "trial/seconds"  # load + prune + evaluation so far
 TRIAL_CPU_SECONDS = "trial/cpu_seconds"  # the same span in the trial process's CPU time (a shared machine's fair cost)
 PARAMS_KEPT, PRUNE_SECONDS, RANKING_CACHED = "params_kept", "prune_seconds", "ranking_cached"
+# The dtype the trial's model computed in (``auto`` resolved: glu_ray/models/precision.py), and the
+# bf16/fp32 matmul speed ratio measured on the trial's CPU when that choice was measured.
+DTYPE_USED = "dtype_used"
+BF16_SPEEDUP = "trial/bf16_speedup"
 # Un-namespaced metrics that are ours (Ray adds its own, e.g. time_this_iter_s, pid).
 OWN_PLAIN_METRICS = (PARAMS_KEPT, PRUNE_SECONDS, RANKING_CACHED)
 
@@ -75,7 +79,7 @@ TRIAL_KEY, MODEL, MODEL_NAME, METRIC = "trial_key", "model", "model_name", "metr
 EXPANSION_RATIO, PRUNING_PCT, WIDTH = "expansion_ratio", "pruning_pct", "width"
 STAGE, STATUS = "stage", "status"
 IDENTITY = (TRIAL_KEY, MODEL, MODEL_NAME, METRIC, EXPANSION_RATIO, PRUNING_PCT, WIDTH)
-BOOKKEEPING = (STAGE, STATUS)
+BOOKKEEPING = (STAGE, STATUS, DTYPE_USED)
 
 # -- MLflow tags -----------------------------------------------------------------------------
 ROLE_TAG, STATUS_TAG, KEY_TAG, ERROR_TAG = "glu_ray.role", "glu_ray.status", "glu_ray.trial_key", "glu_ray.error"

@@ -74,7 +74,6 @@ SMOL = Preset(
     metrics=("maw", "vow", "pon", "l2", "random"),
     pruning_pcts=(10, 30, 50),
     eval=_smol_eval,
-    dtype="bfloat16",
     experiment="smol",
 )
 
@@ -86,7 +85,6 @@ DEMO = Preset(
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(10,),
     eval=lambda storage: _smol_eval(storage, tasks=("piqa", "hellaswag"), limit=100),
-    dtype="bfloat16",
     experiment="demo",
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from glu_ray.pruning.widths import Width
 from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.sweep.progress import progress_line
@@ -31,3 +33,35 @@ def test_a_baseline_and_a_stopped_trial():
     assert "stopped: catastrophic" in stopped and "ppl inf" in stopped and "x baseline" not in stopped
     failed = progress_line(_cfg("vow", 64), None, TrialStatus.FAILED, None, None, 4, 20)
     assert failed.endswith("failed") and "stage" not in failed
+
+
+@pytest.mark.slow
+def test_a_running_trials_lines_reach_the_drivers_terminal(ray_cluster):
+    import io
+
+    import ray
+
+    from glu_ray.sweep.progress import ProgressCallback
+    from glu_ray.sweep.progress_log import trial_sink
+
+    out = io.StringIO()
+    callback = ProgressCallback(total=3, out=out)
+    callback.setup()
+
+    @ray.remote(num_cpus=0)
+    def trial() -> bool:  # another process, as a Tune trial is
+        emit = trial_sink("SmolLM2/maw/3.6x")
+        if emit is None:
+            return False
+        emit("stage 0 perplexity: 4,096/9,211 tokens (44%), 120 tokens/s, ETA 43s")
+        emit("stage 0 perplexity: 8,192/9,211 tokens (89%), 121 tokens/s, ETA 8s")
+        return True
+
+    assert ray.get(trial.remote())
+    callback.drain()
+    assert out.getvalue().splitlines() == [
+        "[0/3] SmolLM2/maw/3.6x stage 0 perplexity: 4,096/9,211 tokens (44%), 120 tokens/s, ETA 43s",
+        "[0/3] SmolLM2/maw/3.6x stage 0 perplexity: 8,192/9,211 tokens (89%), 121 tokens/s, ETA 8s"]
+    callback.drain()
+    assert len(out.getvalue().splitlines()) == 2  # drained once
+

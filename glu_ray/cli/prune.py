@@ -7,7 +7,8 @@ from pathlib import Path
 
 from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.errors import GluRayError
-from glu_ray.models.loading import check_glu_config, load_model
+from glu_ray.models.loading import check_glu_config, load_model, resolve_dtype
+from glu_ray.models.precision import AUTO, at_least_stored, stored_dtype
 from glu_ray.pruning.bias_compensation import check_supported
 from glu_ray.pruning.calibration import calibrate, calibration_documents
 from glu_ray.pruning.importance import METRICS, get_metric
@@ -27,6 +28,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the random metric")
     p.add_argument("--batch-size", type=int, default=8, help="calibration batch size")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--dtype", default=AUTO, help="dtype the model computes in: auto (the faster of bf16/fp32 on "
+                   "this machine, never below the checkpoint's precision), float32, bfloat16; the pruned "
+                   "model is saved in the checkpoint's own dtype")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
     p.add_argument("--out", required=True, help="folder to write the pruned model + tokenizer")
     add_calibration_args(p)
@@ -52,13 +56,18 @@ def run(args: argparse.Namespace) -> int:
     if spec is not None:
         calibration_documents(spec)  # an unreachable dataset or an empty file fails before the model loads
 
-    model, tok = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    choice = at_least_stored(resolve_dtype(args.model, args.dtype, device=args.device,
+                                           trust_remote_code=args.trust_remote_code), config)
+    print(f"dtype {choice.dtype} ({choice.reason})")
+    model, tok = load_model(args.model, device=args.device, dtype=choice.torch_dtype,
+                            trust_remote_code=args.trust_remote_code)
     stats = calibrate(model, tok, spec, batch_size=args.batch_size) if spec is not None else None
     if stats is not None:
         print(f"calibrated on {stats.tokens:,} tokens ({spec.n_sequences} x {spec.seq_len}, "
               f"fingerprint {stats.fingerprint}) in {stats.seconds:.2f}s")
     ranking = rank(model, args.metric, seed=args.seed, calibration=stats)
     report = prune(model, ranking, width, bias_compensation=args.bias_compensation)
+    model.to(stored_dtype(config) or choice.torch_dtype)  # saved as the checkpoint was: slicing loses nothing
     out = save_pruned(model, tok, args.out, report)
     print(f"ranked {len(ranking.order)} layers with {ranking.metric} in {ranking.seconds:.2f}s")
     print(report.summary())

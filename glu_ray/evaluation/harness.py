@@ -19,6 +19,8 @@ from typing import Iterable, Mapping
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.benchmarks import check_benchmarks
 from glu_ray.vocab import metric_key, split_lm_eval_key
+from glu_ray.evaluation.meter import Meter
+from glu_ray.evaluation.metered_lm import metered_hflm
 from glu_ray.evaluation.suites import Benchmark, Suite
 from glu_ray.models.loading import free_memory
 
@@ -103,9 +105,11 @@ def context_length(model, requested: int | None) -> int | None:
 
 def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit: int | float | None = None,
               batch_size: int | str = 8, max_length: int | None = None, seed: int = 1234,
-              bootstrap_iters: int = BOOTSTRAP_ITERS, gen_kwargs: Mapping[str, object] | None = None) -> EvalResult:
+              bootstrap_iters: int = BOOTSTRAP_ITERS, gen_kwargs: Mapping[str, object] | None = None,
+              meter: Meter | None = None) -> EvalResult:
     """Evaluate ``suite`` (or one of its stages) on an in-memory model; metrics flat and MLflow-safe.
-    ``gen_kwargs`` (lm-eval's ``--gen_kwargs``, e.g. ``max_gen_toks``) update every generating task's."""
+    ``gen_kwargs`` (lm-eval's ``--gen_kwargs``, e.g. ``max_gen_toks``) update every generating task's.
+    A ``meter`` counts the requests answered (progress lines on a long stage)."""
     benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
     check_tokenizer(tokenizer, suite)
     check_tasks(suite, benchmarks)
@@ -121,7 +125,8 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     for shots, group in groupby(by_shots, key=lambda b: b.num_fewshot):
         group = tuple(group)
         out = _evaluate(model, tokenizer, suite, group, shots, limit=limit, batch_size=batch_size,
-                        max_length=length, seed=seed, bootstrap_iters=bootstrap_iters, gen_kwargs=gen_kwargs)
+                        max_length=length, seed=seed, bootstrap_iters=bootstrap_iters, gen_kwargs=gen_kwargs,
+                        meter=meter)
         calls.append((shots, out))
         metrics.update(flatten(group, out))
         reported.update({b.name: reported_metrics(b, out) for b in group})
@@ -147,13 +152,15 @@ def merge_raw(calls: list[tuple[int, dict]]) -> dict:
 
 
 def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shots: int, *, limit, batch_size,
-              max_length, seed, bootstrap_iters, gen_kwargs) -> dict:
+              max_length, seed, bootstrap_iters, gen_kwargs, meter=None) -> dict:
     """One simple_evaluate call; the HFLM wrapper and lm-eval's task state are freed afterwards."""
     from lm_eval import simple_evaluate  # lazy: lm-eval's evaluator and HFLM cost ~4 s at import (python -X importtime, shared CPU)
     from lm_eval.models.huggingface import HFLM  # lazy: HFLM costs ~4 s at import (python -X importtime, shared CPU)
 
     pad_token = tokenizer.pad_token  # HFLM sets one when missing; give the caller theirs back
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    hflm_args = {"pretrained": model, "tokenizer": tokenizer, "batch_size": batch_size, "max_length": max_length}
+    label = ", ".join(b.name for b in group)
+    lm = HFLM(**hflm_args) if meter is None else metered_hflm(meter, label, **hflm_args)
     try:
         return simple_evaluate(
             model=lm, tasks=[b.task for b in group], num_fewshot=shots, limit=limit,

@@ -26,6 +26,7 @@ from lm_eval.api.metrics import bits_per_byte, weighted_perplexity
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from glu_ray.errors import GluRayError, first_line
+from glu_ray.evaluation.meter import Meter, maybe_phase
 
 # lm-eval's wikitext task scores `EleutherAI/wikitext_document_level`, config `wikitext-2-raw-v1`, test split.
 WIKITEXT = ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test")
@@ -142,11 +143,12 @@ def _score(model, batch: list[Window], pad_id: int) -> list[float]:
 
 
 def fast_perplexity(model, tokenizer, documents: Sequence[str], *, max_length: int,
-                    batch_size: int = 8) -> PerplexityResult:
+                    batch_size: int = 8, meter: Meter | None = None) -> PerplexityResult:
     """lm-eval wikitext word/byte perplexity of ``documents`` (raw pages), batched over all windows.
 
     ``batch_size`` sets the token budget (batch_size * max_length tokens per forward), so memory
-    matches an lm-eval run with the same batch size while short windows share a batch.
+    matches an lm-eval run with the same batch size while short windows share a batch. A ``meter``
+    counts the scored tokens (progress lines on a long stage).
     """
     from lm_eval.tasks.wikitext.preprocess_wikitext import (
         wikitext_detokenizer,  # lazy: lm_eval.tasks costs ~0.9 s at import (python -X importtime, shared CPU)
@@ -161,9 +163,12 @@ def fast_perplexity(model, tokenizer, documents: Sequence[str], *, max_length: i
     wins = [w for i, doc in enumerate(documents)
             for w in windows(encode(tokenizer, wikitext_detokenizer({"page": doc})), prefix, max_length, i)]
     loglik = [0.0] * len(documents)
-    for batch in _batches(wins, batch_size * max_length):
-        for w, ll in zip(batch, _score(model, batch, pad_id=prefix)):
-            loglik[w.doc] += ll
+    with maybe_phase(meter, "stage 0 perplexity", sum(w.n_scored for w in wins), "tokens"):
+        for batch in _batches(wins, batch_size * max_length):
+            for w, ll in zip(batch, _score(model, batch, pad_id=prefix)):
+                loglik[w.doc] += ll
+            if meter is not None:
+                meter.add(sum(w.n_scored for w in batch))
     total = math.fsum(loglik)
     # lm-eval counts words and bytes on the page *before* detokenization (see its process_results).
     words = sum(len(re.split(r"\s+", doc)) for doc in documents)

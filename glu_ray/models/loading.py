@@ -11,6 +11,7 @@ from torch import nn
 
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.models.fetch import resolve_model_source
+from glu_ray.models.precision import DtypeChoice, choose_dtype
 
 GLU_PARTS = ("gate_proj", "up_proj", "down_proj")
 
@@ -93,30 +94,37 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def default_dtype(device: str) -> torch.dtype:
-    # bf16 halves memory on GPUs; CPUs are slower and less exact in bf16, so keep fp32 there.
-    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+def resolve_dtype(source: str, requested: str | None, *, device: str | None = None,
+                  trust_remote_code: bool = False) -> DtypeChoice:
+    """The dtype ``source`` loads in on ``device``: ``requested``, or for None/``auto`` the one
+    glu_ray.models.precision picks (bf16 on CUDA where supported; on a CPU the faster, measured on
+    this model's MLP shape). Reads only the config."""
+    config = check_glu_config(source, trust_remote_code=trust_remote_code)
+    return choose_dtype(requested, device or default_device(), config.hidden_size, config.intermediate_size)
 
 
 def load_model(
     source: str,
     *,
     device: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
 ):
     """Load (model, tokenizer) from a local folder or a hub id, checked to be a GLU model.
 
-    Weights load through safetensors when the checkpoint has them; ``trust_remote_code`` stays off
-    unless asked for. A fetched alias (``smollm2``) loads its cached folder.
+    ``dtype`` a torch dtype, its name, or None/``auto`` (see ``resolve_dtype``). Weights load
+    through safetensors when the checkpoint has them; ``trust_remote_code`` stays off unless asked
+    for. A fetched alias (``smollm2``) loads its cached folder.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     source = resolve_model_source(source)
-    check_glu_config(source, trust_remote_code=trust_remote_code)
     device = device or default_device()
-    dtype = dtype or default_dtype(device)
+    if not isinstance(dtype, torch.dtype):
+        dtype = resolve_dtype(source, dtype, device=device, trust_remote_code=trust_remote_code).torch_dtype
+    else:
+        check_glu_config(source, trust_remote_code=trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:

@@ -67,7 +67,7 @@ class TrialConfig:
     stop: StopRule = field(default_factory=StopRule)  # when a pruned trial stops after stage 0
     baseline_ppl: float | None = None
     control_ppl: float | None = None  # the random-pruning control's at this width, when the rule reads it
-    dtype: str | None = None  # torch dtype the model loads in (None: the loader's default, fp32 on CPU)
+    dtype: str | None = None  # torch dtype the model loads in (None/auto: chosen where it loads, models/precision.py)
     seed: int = 0
     revision: str | None = None
     trust_remote_code: bool = False

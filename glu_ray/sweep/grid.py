@@ -15,6 +15,7 @@ from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.errors import GluRayError
 from glu_ray.models.fetch import resolve_model_source
 from glu_ray.models.loading import check_glu_config, param_count
+from glu_ray.models.precision import check_dtype
 from glu_ray.pruning.bias_compensation import check_supported
 from glu_ray.pruning.calibration import CalibrationSpec, calibration_documents
 from glu_ray.pruning.importance import get_metric
@@ -38,7 +39,7 @@ class SweepGrid:
     targets: tuple[TargetWidth, ...]
     eval: EvalSpec = field(default_factory=EvalSpec)
     stop: StopRule = field(default_factory=StopRule)
-    dtype: str | None = None  # torch dtype trials load the model in (None: fp32 on CPU, bf16 on GPU)
+    dtype: str | None = None  # torch dtype trials load the model in (None/auto: glu_ray/models/precision.py)
     seed: int = 0
     trust_remote_code: bool = False
     efficiency: EfficiencySpec | None = None  # measure every completed trial (--measure-efficiency)
@@ -77,8 +78,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
 
     ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
     """
-    if grid.dtype is not None and not isinstance(getattr(torch, grid.dtype, None), torch.dtype):
-        raise GluRayError(f"unknown dtype {grid.dtype!r}; e.g. float32, bfloat16")
+    check_dtype(grid.dtype)
     _check_calibration(grid)
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
     for ev in evals.values():

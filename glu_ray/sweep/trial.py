@@ -20,15 +20,17 @@ import torch
 
 from glu_ray.tracking import artifacts as trial_artifacts
 from glu_ray.evaluation.harness import run_suite
+from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
 from glu_ray.efficiency.measure import measure_efficiency
 from glu_ray.sweep.config import TrialConfig
-from glu_ray.models.loading import free_memory, load_model, param_count
+from glu_ray.models.loading import free_memory, load_model, param_count, resolve_dtype
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.healing import with_healing
+from glu_ray.sweep.progress_log import trial_sink
 from glu_ray.sweep.ranking_cache import cached_rank
-from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
+from glu_ray.vocab import (BF16_SPEEDUP, DTYPE_USED, PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
                            RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
                            eval_seconds_key)
 
@@ -45,9 +47,11 @@ def run_trial(config: dict) -> None:
     _use_assigned_cpus()
     model = tok = None
     try:
+        choice = resolve_dtype(cfg.model, cfg.dtype, trust_remote_code=cfg.trust_remote_code)  # measured once per host
         model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                                dtype=getattr(torch, cfg.dtype) if cfg.dtype else None)
-        ident = {**cfg.identity(), PARAMS_KEPT: param_count(model)}
+                                dtype=choice.torch_dtype)
+        ident = {**cfg.identity(), PARAMS_KEPT: param_count(model), DTYPE_USED: choice.dtype,
+                 **({BF16_SPEEDUP: choice.bf16_speedup} if choice.bf16_speedup is not None else {})}
         if not cfg.is_baseline:
             ranking, cached = cached_rank(model, cfg.ranking_cache, cfg.model, cfg.revision, cfg.metric, cfg.seed,
                                           calibration=cfg.calibration, tokenizer=tok, batch_size=cfg.eval.batch_size)
@@ -61,9 +65,12 @@ def run_trial(config: dict) -> None:
             tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, TRIAL_CPU_SECONDS: time.process_time() - cpu_start,
                          STAGE: stage, STATUS: status.value})
 
-        stages = evaluate_stages(cfg, model, tok, on_raw=save_raw)
+        sink = trial_sink(cfg.name)  # progress lines to the driver's terminal, where it listens
+        meter = Meter(sink) if sink else None
+        stages = evaluate_stages(cfg, model, tok, on_raw=save_raw, meter=meter)
         if cfg.recovery is not None:
-            stages = with_healing(cfg, model, tok, stages, functools.partial(evaluate_stages, cfg, tok=tok), save_raw)
+            stages = with_healing(cfg, model, tok, stages, functools.partial(evaluate_stages, cfg, tok=tok, meter=meter),
+                                  save_raw)
         for stage, metrics, status in stages:
             measure = status is TrialStatus.COMPLETED and cfg.efficiency is not None
             # The evaluation's results are reported (and kept) before the efficiency stage runs.
@@ -86,15 +93,16 @@ def efficiency_stage(cfg: TrialConfig, model, tok) -> dict[str, float]:
 
 
 def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None,
-                    early_stop: bool = True):
+                    early_stop: bool = True, meter: Meter | None = None):
     """Yield (stage, metrics, TrialStatus) after each stage; RUNNING until the last.
     ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded.
-    ``early_stop=False`` (a healed model) runs every stage whatever stage 0 measures."""
+    ``early_stop=False`` (a healed model) runs every stage whatever stage 0 measures. A ``meter``
+    counts tokens and requests inside each stage (progress lines)."""
     suite = cfg.eval.load_suite()
     max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
     docs = _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs)
-    ppl = _with_oom_retry(lambda bs: fast_perplexity(model, tok, docs, max_length=max_length, batch_size=bs),
-                          cfg.eval.batch_size)
+    ppl = _with_oom_retry(lambda bs: fast_perplexity(model, tok, docs, max_length=max_length, batch_size=bs,
+                                                     meter=meter), cfg.eval.batch_size)
     stage0 = {PPL_WORD: ppl.word_perplexity, PPL_BYTE: ppl.byte_perplexity, PPL_SECONDS: ppl.seconds,
               PPL_RATIO: _ratio(cfg, ppl.word_perplexity)}
     if cfg.control_ppl:
@@ -106,7 +114,8 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
     yield 0, stage0, TrialStatus.RUNNING if stages else TrialStatus.COMPLETED
     for i, stage in enumerate(stages, start=1):
         result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,
-                                                       batch_size=bs, max_length=max_length, seed=1234 + cfg.seed),
+                                                       batch_size=bs, max_length=max_length, seed=1234 + cfg.seed,
+                                                       meter=meter),
                                  cfg.eval.batch_size)
         last = i == len(stages)
         if on_raw:

@@ -25,9 +25,10 @@ import lm_eval
 import torch
 from huggingface_hub import get_token
 
+from glu_ray.models.precision import AUTO
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.sweep.ledger import Ledger
-from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
+from glu_ray.vocab import (BOOKKEEPING, DTYPE_USED, ERROR_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
                            REPORT_TAG, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL, RUNS_VIEW_TAG, STATUS_TAG, TRIAL_CONFIG_TAG,
                            WIDTH, TrialStatus)
 
@@ -138,7 +139,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "intermediate_size": cfg.width.intermediate, "num_params": cfg.num_params, "variant": cfg.variant,
         "suite": cfg.eval.suite, "tasks": ",".join(cfg.eval.tasks or ()) or "all", "limit": cfg.eval.limit,
         "batch_size": cfg.eval.batch_size, "max_length": cfg.eval.max_length, "early_stop": cfg.stop.describe(),
-        "baseline_ppl": cfg.baseline_ppl, "control_ppl": cfg.control_ppl, "dtype": cfg.dtype or "default", "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
+        "baseline_ppl": cfg.baseline_ppl, "control_ppl": cfg.control_ppl, "dtype": cfg.dtype or AUTO, "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
         "ppl_text": Path(cfg.eval.ppl_text).name if cfg.eval.ppl_text else "wikitext-2", **suite_params(cfg),
         "bias_compensation": cfg.bias_compensation, **(cfg.calibration.params() if cfg.calibration else {}),
         "efficiency": _efficiency_param(cfg),
@@ -269,8 +270,10 @@ class Tracker:
         return run.info.run_id
 
     def log_stage(self, run_id: str, stage: int, data: dict) -> None:
-        # Parameters kept is known only once the trial has pruned; every stage reports it.
-        params = {PARAMS_KEPT: str(int(data[PARAMS_KEPT]))} if stage == 0 and PARAMS_KEPT in data else None
+        # Parameters kept and the dtype used (auto resolved) are known only once the trial has
+        # loaded and pruned; every stage reports them.
+        params = {k: str(int(v) if k == PARAMS_KEPT else v) for k, v in data.items()
+                  if k in (PARAMS_KEPT, DTYPE_USED)} if stage == 0 else None
         self._log(run_id, metrics=metrics_of(data), params=params, step=stage)
 
     def log_trial_artifacts(self, run_id: str, folder: str | None) -> None:
