@@ -10,7 +10,10 @@ column shows how much). ``--parallel N`` also runs N one-thread processes at onc
 trials would, and reports their summed tokens/s: the figure to compare with one trial on N threads.
 ``--generate K`` times greedy decoding of K new tokens (IFEval/GSM8K-style generation) per setting.
 The CPU's vector extensions are printed first: bf16 is fast only where the CPU has bf16 units (AMX
-or AVX512_BF16); on AVX2-only CPUs torch emulates it.
+or AVX512_BF16); on AVX2-only CPUs torch emulates it. The last lines give the machine's bf16/fp32
+ratio (tokens per CPU second, per setting) beside what ``dtype: auto`` measures and picks
+(glu_ray/models/precision.py). To see an AVX2-only CPU on a machine with bf16 units, mask them:
+``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python bench/cpu_speed.py ...``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,28 @@ def cpu_features() -> str:
         return "unknown"
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx_vnni")
     return ", ".join(f for f in wanted if f in flags) or "no AVX2"
+
+
+def cpu_model() -> str:
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+def auto_choice(model_dir: str) -> str:
+    """What ``dtype: auto`` picks here for this model (one thread, as a trial), measured now."""
+    import torch
+    from transformers import AutoConfig
+
+    from glu_ray.models.precision import bf16_speedup, choose_dtype
+
+    torch.set_num_threads(1)
+    cfg = AutoConfig.from_pretrained(model_dir)
+    ratio = bf16_speedup(cfg.hidden_size, cfg.intermediate_size)
+    choice = choose_dtype("auto", "cpu", cfg.hidden_size, cfg.intermediate_size, measure=lambda h, i: ratio)
+    return f"dtype auto: {choice.dtype} ({choice.reason}, MLP matmul {cfg.hidden_size}x{cfg.intermediate_size})"
 
 
 def measure(model_dir: str, dtype: str, threads: int, batch: int, docs: int, max_length: int,
@@ -107,7 +132,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    print(f"model {Path(args.model).name}; CPU: {os.cpu_count()} cores, {cpu_features()}; torch {torch.__version__}; "
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    print(f"model {Path(args.model).name}; CPU: {cpu_model()}, {os.cpu_count()} cores, {cpu_features()}"
+          f"{f' (masked: ONEDNN_MAX_CPU_ISA={isa})' if isa else ''}; torch {torch.__version__} "
+          f"({torch.backends.cpu.get_cpu_capability()}); "
           f"{args.docs} WikiText-2 pages, max_length {args.max_length}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'dtype':<9}{'threads':>8}{'procs':>6}{'batch':>6}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}"
           f"{'tok/cpu-s':>10}{'word ppl':>14}{'gen tok/s':>10}{'load':>6}")
@@ -115,13 +143,20 @@ def main(argv=None) -> int:
     settings = [(d, t, 1, b) for d in dtypes for t in args.threads for b in args.batches]
     if args.parallel > 1:
         settings += [(d, 1, args.parallel, max(args.batches)) for d in dtypes]
+    per_cpu_s = {}
     for dtype, threads, procs, batch in settings:
         job = (args.model, dtype, threads, batch, args.docs, args.max_length, args.generate)
         r = measure(*job) if procs == 1 else parallel(procs, job)
+        per_cpu_s[dtype, threads, procs, batch] = r["tokens"] / r["cpu_seconds"]
         tps = r.get("tps", r["tokens"] / r["seconds"])
         print(f"{dtype:<9}{threads:>8}{procs:>6}{batch:>6}{r['tokens']:>8}{r['seconds']:>9.2f}{tps:>10.0f}"
               f"{r['tokens'] / r['cpu_seconds']:>10.0f}{r['ppl']:>14.6g}{r['gen_tps']:>10.1f}"
               f"{os.getloadavg()[0]:>6.1f}", flush=True)
+    for (dtype, threads, procs, batch), rate in per_cpu_s.items():
+        if dtype == "bfloat16" and ("float32", threads, procs, batch) in per_cpu_s:
+            print(f"bf16/fp32 tokens per CPU second, {threads} thread(s) x {procs} process(es), batch {batch}: "
+                  f"{rate / per_cpu_s['float32', threads, procs, batch]:.3g}")
+    print(auto_choice(args.model))
     return 0
 
 

@@ -245,12 +245,12 @@ def install(plan: Path) -> None:
 
     real = getattr(trial.evaluate_stages, "__wrapped_by_faultkit__", trial.evaluate_stages)
 
-    def evaluate_stages(cfg, model, tok, on_raw=None):
+    def evaluate_stages(cfg, model, tok, **kwargs):  # the trial's own keywords pass through (on_raw, meter)
         planned = json.loads(plan.read_text()) if plan.is_file() else {}
         if cfg.key in planned:
             fault, arg = planned[cfg.key]
             cfg = FAULTS[fault](cfg, model, arg)
-        yield from real(cfg, model, tok, on_raw=on_raw)
+        yield from real(cfg, model, tok, **kwargs)
 
     evaluate_stages.__wrapped_by_faultkit__ = real
     trial.evaluate_stages = evaluate_stages

@@ -58,10 +58,10 @@ def test_a_running_trials_lines_reach_the_drivers_terminal(ray_cluster):
         return True
 
     assert ray.get(trial.remote())
-    callback.drain()
+    callback.drain(wait=30)
     assert out.getvalue().splitlines() == [
         "[0/3] SmolLM2/maw/3.6x stage 0 perplexity: 4,096/9,211 tokens (44%), 120 tokens/s, ETA 43s",
         "[0/3] SmolLM2/maw/3.6x stage 0 perplexity: 8,192/9,211 tokens (89%), 121 tokens/s, ETA 8s"]
-    callback.drain()
+    callback.drain(wait=30)
     assert len(out.getvalue().splitlines()) == 2  # drained once
 

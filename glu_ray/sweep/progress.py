@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import time
 from typing import TextIO
 
 from ray.tune import Callback
@@ -40,7 +39,6 @@ def progress_line(cfg: TrialConfig, stage: int | None, status: TrialStatus, ppl:
 
 
 log = logging.getLogger("glu_ray")
-DRAIN_EVERY_S = 1.0
 
 
 class ProgressCallback(Callback):
@@ -52,27 +50,35 @@ class ProgressCallback(Callback):
         self.out = out
         self.done = 0
         self.seen: dict[str, dict] = {}  # Tune trial id -> {"stage", "status", "ppl", "ppl_x"}
-        self.log = None  # the progress actor, created where Ray runs (setup)
-        self.drained = 0.0
+        self.log = self.pending = None  # the progress actor (created where Ray runs: setup) and its drain call
 
     def setup(self, **info):
         self.log = create_progress_log()
+        self.pending = None  # the drain call in flight: Tune's loop never waits on it
 
     def on_step_end(self, iteration, trials, **info):
-        if self.log is not None and time.monotonic() - self.drained >= DRAIN_EVERY_S:
-            self.drain()
+        if self.log is not None:
+            self.drain(wait=0)
 
     def on_experiment_end(self, trials, **info):
-        self.drain()
+        if self.log is not None:
+            self.drain(wait=5)
 
-    def drain(self) -> None:
+    def drain(self, wait: float = 5) -> None:
+        """Print the lines the actor holds: collect the drain call in flight if it has answered
+        within ``wait`` seconds (0: only if it already has), then start the next one."""
         import ray  # lazy, as Tune: only where a sweep runs
 
-        self.drained = time.monotonic()
         try:
-            lines = ray.get(self.log.drain.remote(), timeout=10)
+            if self.pending is None:
+                self.pending = self.log.drain.remote()
+            ready, _ = ray.wait([self.pending], timeout=wait)
+            if not ready:
+                return
+            lines, self.pending = ray.get(self.pending), None
         except Exception as err:  # noqa: BLE001 - progress lines are a courtesy: never the sweep's end
             log.debug("progress actor unavailable: %s", err)
+            self.log = self.pending = None
             return
         width = len(str(self.total))
         for line in lines:

@@ -215,11 +215,17 @@ class Tracker:
         return self.parent_id
 
     def set_runs_view(self, metric_keys) -> None:
-        """The columns the MLflow UI's runs table opens with (``glu-ray ui`` links this view):
-        what each trial is, its status, then ``metric_keys`` (stage-0 perplexity, headline scores)."""
+        """The runs table the MLflow UI opens with (``glu-ray ui`` links this view): what tells
+        trials apart (metric, ratio, %, width) and their status first, then ``metric_keys``
+        (stage-0 perplexity, headline scores); all runs visible in charts (the UI shows the first 10
+        by default). Trials are child runs of the sweep's run, folded under it, and MLflow 3 drops
+        ``runsExpanded`` from a shared view, so the view groups runs by role instead: the trials'
+        group opens expanded, every trial showing without a click."""
         cols = [f"params.`{k}`" for k in (METRIC, EXPANSION_RATIO, PRUNING_PCT, WIDTH)] + [f"tags.`{STATUS_TAG}`"]
         cols += [f"metrics.`{k}`" for k in metric_keys]
-        self.client.set_experiment_tag(self.experiment_id, RUNS_VIEW_TAG, json.dumps({"selectedColumns": cols}))
+        view = {"selectedColumns": cols, "columnOrder": cols, "runsHiddenMode": "SHOW_ALL",
+                "groupBy": f"tag.average.{ROLE_TAG}"}
+        self.client.set_experiment_tag(self.experiment_id, RUNS_VIEW_TAG, json.dumps(view))
 
     def publish(self, table, report_dir: Path | None) -> None:
         """The parent run's results table and, when the sweep wrote one, its report folder.
