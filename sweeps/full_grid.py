@@ -2,7 +2,7 @@
 
     python sweeps/full_grid.py                      # the full study (GPU; models from the hub)
     python sweeps/full_grid.py --preset smol        # SmolLM2-135M-Instruct x 5 metrics x 10/30/50%, CPU, ~1 h
-    python sweeps/full_grid.py --preset demo        # what `make demo` runs: 4 trials, ~10 min on 2 CPUs
+    python sweeps/full_grid.py --preset demo        # what `make demo` runs: 4 trials, ~10 min on 2 CPUs (any kind)
     python sweeps/full_grid.py --preset tiny        # fully offline: tiny models trained in code, 2 CPUs
     python sweeps/full_grid.py --preset tiny --models ../shared/assets/models/stories260K
     python sweeps/full_grid.py --estimate           # projected GPU-hours, runs nothing
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec
 from glu_ray.cli.sweep import Preset, main, tiny_models
+from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_heal_text
 from glu_ray.pruning.calibration import CalibrationSpec
@@ -56,9 +57,10 @@ TINY = Preset(
 )
 
 # A real LLM on this 2-CPU machine (glu-ray fetch smollm2; its weights are Q4_1-dequantized).
-# Settings measured with bench/cpu_speed.py (BENCHMARKS.md "CPU speed"): bf16 scores 2.6-2.9x the
-# tokens per CPU second of fp32 on a CPU with AMX/AVX512-BF16 (word perplexity within 0.01%; on an
-# AVX2-only CPU pass --dtype float32), one torch thread per trial and two trials at once (a second
+# Settings measured with bench/cpu_speed.py (BENCHMARKS.md "CPU speed"): the dtype is `auto`, which
+# measures bf16 against fp32 where the trial runs (bf16 scores 2.4-2.9x the tokens per CPU second of
+# fp32 on CPUs with AMX/AVX512-BF16, word perplexity within 0.03%; an AVX2-only CPU emulates bf16 and
+# auto keeps fp32 there), one torch thread per trial and two trials at once (a second
 # thread per trial mostly waits on a shared box), batch 8. Stage 0 is the WikiText-2 slice
 # (6 pages, 23,903 tokens, max_length 1024: ~31 CPU-s a trial). --limit 30 (MMLU: per subject)
 # keeps the real suite near 400 CPU-s a trial, so 16 trials with early stopping off take about an
@@ -79,13 +81,19 @@ SMOL = Preset(
 
 # `make demo`: the importance metrics side by side on SmolLM2 at one width, early stopping at work
 # (at 10% MAW costs ~15x the baseline perplexity and runs on, VOW and PON cost thousands of times
-# and stop after stage 0), two small real tasks for the trials that run on. ~5 minutes of CPU.
+# and stop after stage 0), two small real tasks for the trials that run on. Sized for ~10 minutes
+# on 2 cores of a CPU without bf16 units, where `dtype: auto` measures fp32 faster (bench/cpu_speed.py
+# masked to AVX2 on this box's AMD EPYC: fp32 236 tokens per CPU second on 3 WikiText-2 pages, so
+# stage 0 (3 pages, 9,675 tokens) ~41 s a trial; PIQA and HellaSwag at 60 items ~90 CPU-s;
+# baselines first, then MAW beside VOW and PON: about 2 x 135 s of trials plus start-up). Batch 4
+# keeps one forward pass near 20 s there, so the progress counts move between the 20-s lines.
 DEMO = Preset(
     models=(ModelSpec("smollm2", "real_instruct"),),
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(10,),
-    eval=lambda storage: _smol_eval(storage, tasks=("piqa", "hellaswag"), limit=100),
+    eval=lambda storage: _smol_eval(storage, tasks=("piqa", "hellaswag"), limit=60, ppl_max_docs=3, batch_size=4),
     experiment="demo",
+    budget=Budget(minutes=10, stage0_seconds=45, machine="2-core AVX2-only CPU (fp32)"),
 )
 
 if __name__ == "__main__":

@@ -65,3 +65,32 @@ def test_a_running_trials_lines_reach_the_drivers_terminal(ray_cluster):
     callback.drain(wait=30)
     assert len(out.getvalue().splitlines()) == 2  # drained once
 
+
+
+def test_a_slow_machine_is_told_what_to_expect_from_the_baselines_stage0():
+    from glu_ray.sweep.budget import Budget
+
+    budget = Budget(minutes=10, stage0_seconds=45, machine="2-core AVX2-only CPU")
+    assert budget.check(40) is None and budget.check(67) is None  # within 1.5x: the promise holds
+    assert budget.check(180) == ("this machine ran the baseline's stage 0 in 180s, 4.0x the 45s of the 2-core "
+                                 "AVX2-only CPU this run is sized for (busy, or slower): expect about 40 minutes, "
+                                 "not ~10")
+
+
+def test_the_sweeps_terminal_says_so_once_the_baselines_stage0_is_in():
+    import io
+    from types import SimpleNamespace
+
+    from glu_ray.sweep.budget import Budget
+    from glu_ray.sweep.progress import ProgressCallback
+    from glu_ray.vocab import METRIC, PPL_SECONDS, PPL_WORD, STAGE, STATUS
+
+    out = io.StringIO()
+    callback = ProgressCallback(total=4, out=out, budget=Budget(minutes=10, stage0_seconds=45, machine="x"))
+    baseline, pruned = _cfg(None, 256), _cfg("maw", 128)
+    for cfg, seconds in ((pruned, 500.0), (baseline, 180.0)):  # only the baseline's stage 0 is the yardstick
+        trial = SimpleNamespace(trial_id=cfg.key, config={"trial": cfg.to_dict()})
+        callback.on_trial_result(0, [], trial, {STAGE: 0, STATUS: "running", PPL_WORD: 30.0, PPL_SECONDS: seconds,
+                                                METRIC: cfg.method})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and lines[2].endswith("expect about 40 minutes, not ~10")

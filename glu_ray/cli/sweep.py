@@ -15,6 +15,7 @@ from typing import Callable
 
 from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.efficiency.spec import EfficiencySpec
+from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.config import EvalSpec
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
@@ -49,6 +50,7 @@ class Preset:
     # Healing settings when a run asks for --recover (text, learning rate, batch): the flags
     # override them; None = RecoverySpec's defaults on WikiText-2's train split.
     recovery: RecoverySpec | Callable[[Path], RecoverySpec] | None = None
+    budget: Budget | None = None  # the time it promises (e.g. `make demo`'s ~10 minutes on 2 CPUs)
 
 
 def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
@@ -210,6 +212,7 @@ def options_from_args(args: argparse.Namespace, preset: Preset) -> SweepOptions:
         name=args.experiment or preset.experiment, storage=args.storage, tracking_uri=args.tracking_uri,
         address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpu_fraction=args.gpu_fraction, gpu_memory_gb=args.gpu_memory_gb, max_failures=args.max_failures, verbose=args.verbose,
+        budget=preset.budget,
     )
 
 

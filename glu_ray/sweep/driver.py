@@ -30,6 +30,7 @@ from glu_ray.sweep.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.perplexity import load_documents
 from glu_ray.evaluation.preflight import check_suite_inputs
+from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.sweep.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
@@ -54,6 +55,7 @@ class SweepOptions:
     gpu_memory_gb: float | None = None  # for the fraction; default: grid.gpu_memory (the driver's GPU, else 80)
     max_failures: int = 0  # Tune retries of a failing trial
     verbose: int = 1
+    budget: Budget | None = None  # the preset's time promise, checked against the baseline's stage 0
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
             # Tune's per-trial CSV/JSON results stay; its TensorBoard logger only at verbose 2
             # (MLflow is the tracker, and that logger warns once per trial about tuple params).
             callbacks=[TrackingCallback(ledger, tracker), CSVLoggerCallback(), JsonLoggerCallback()]
-            + ([ProgressCallback(len(pending))] if opts.verbose else []),
+            + ([ProgressCallback(len(pending), budget=opts.budget)] if opts.verbose else []),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             # Tune's reporter (a configuration box per trial, a status table) only at verbose 2:
             # below it, ProgressCallback prints one line per trial event instead.

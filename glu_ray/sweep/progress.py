@@ -21,9 +21,10 @@ from typing import TextIO
 
 from ray.tune import Callback
 
+from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.config import TrialConfig
 from glu_ray.sweep.progress_log import create_progress_log
-from glu_ray.vocab import PPL_RATIO, PPL_WORD, STAGE, STATUS, TrialStatus, ratio_label
+from glu_ray.vocab import BASELINE, METRIC, PPL_RATIO, PPL_SECONDS, PPL_WORD, STAGE, STATUS, TrialStatus, ratio_label
 
 
 def progress_line(cfg: TrialConfig, stage: int | None, status: TrialStatus, ppl: float | None,
@@ -45,9 +46,10 @@ class ProgressCallback(Callback):
     """Prints after every stage a trial reports and when it fails, and the running trials' own
     progress lines in between; ``total`` counts the phase's trials."""
 
-    def __init__(self, total: int, out: TextIO | None = None):
+    def __init__(self, total: int, out: TextIO | None = None, budget: Budget | None = None):
         self.total = total
         self.out = out
+        self.budget = budget  # the preset's time promise: a slow machine is told what to expect
         self.done = 0
         self.seen: dict[str, dict] = {}  # Tune trial id -> {"stage", "status", "ppl", "ppl_x"}
         self.log = self.pending = None  # the progress actor (created where Ray runs: setup) and its drain call
@@ -96,6 +98,10 @@ class ProgressCallback(Callback):
         self.done += status is not TrialStatus.RUNNING
         extra = {"ppl": result[PPL_WORD], "ppl_x": result.get(PPL_RATIO)} if PPL_WORD in result else {}
         self._print(trial, stage=int(result[STAGE]), status=status, **extra)
+        if self.budget and PPL_SECONDS in result and result.get(METRIC) == BASELINE:
+            warning = self.budget.check(float(result[PPL_SECONDS]))
+            if warning:
+                print(warning, file=self.out or sys.stdout, flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if self.seen.get(trial.trial_id, {}).get("status") is TrialStatus.RUNNING:  # stopped by Tune
