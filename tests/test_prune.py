@@ -230,12 +230,24 @@ def test_config_shapes_and_report_are_updated():
     assert report.pruning_pct == pytest.approx(60) and report.expansion_ratio == pytest.approx(1.0)
 
 
-def test_ranking_is_computed_once_and_reused_across_widths(tiny_llama):
+def test_ranking_is_computed_once_and_reused_across_widths(tiny_llama, monkeypatch):
+    import glu_ray.pruning.prune as prune_module
+
     ranking = rank(tiny_llama, "maw")
+    saved = [t.clone() for t in ranking.order + ranking.scores]
+    scored = []
+    monkeypatch.setattr(prune_module, "score_layer", lambda *a, **k: scored.append(a) or torch.zeros(0))
     for kept in (72, 48, 32):
         model = copy.deepcopy(tiny_llama)
         prune(model, ranking, Width(kept, 80, 32))
         assert model.config.intermediate_size == kept
+        assert not scored, "prune scored the neurons again instead of reading the ranking"
+        assert all(torch.equal(a, b) for a, b in zip(ranking.order + ranking.scores, saved)), "prune changed the ranking"
+        for before, after in zip(glu_layers(tiny_llama), glu_layers(model)):
+            keep = ranking.keep(before.index, kept)
+            assert torch.equal(after.gate.weight, before.gate.weight[keep])
+            assert torch.equal(after.up.weight, before.up.weight[keep])
+            assert torch.equal(after.down.weight, before.down.weight[:, keep])
 
 
 def test_ranking_save_load_round_trip(tiny_llama, tmp_path):
