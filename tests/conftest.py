@@ -24,6 +24,14 @@ SHARED = Path(os.environ.get("GLU_RAY_SHARED", Path(__file__).resolve().parents[
 STORIES = SHARED / "assets" / "models" / "stories260K"
 
 
+def shared_asset(*parts: str) -> Path:
+    """A file under ../shared/assets, or the test skips with one line naming it."""
+    path = SHARED.joinpath("assets", *parts)
+    if not path.exists():
+        pytest.skip(f"../shared/assets/{'/'.join(parts)} not present")
+    return path
+
+
 def tiny_llama_config(**overrides):
     from transformers import LlamaConfig
 

@@ -11,7 +11,7 @@ from conftest import make_tiny_llama, make_tiny_tokenizer
 from glu_ray import TargetWidth, prune, rank, resolve_width
 from glu_ray import vocab as V
 from glu_ray.efficiency import energy
-from glu_ray.efficiency.answers import load_prompts, measure_answers
+from glu_ray.efficiency.answers import answer_length, encode, load_prompts, measure_answers
 from glu_ray.efficiency.measure import measure_efficiency
 from glu_ray.efficiency.memory import PeakMemory
 from glu_ray.efficiency.spec import EfficiencySpec
@@ -55,16 +55,37 @@ def test_forced_generation_produces_exactly_the_requested_tokens():
         forced_generate(model, ids, 1)
 
 
+def test_answer_length_stops_before_the_first_eos():
+    assert answer_length([5, 6, 2, 7, 2], {2}) == (2, False)  # EOS itself not counted; the first one wins
+    assert answer_length([2, 5], {2, 9}) == (0, False) and answer_length([5, 9], {2, 9}) == (1, False)
+    assert answer_length([5, 6, 7], {2}) == (3, True) and answer_length([5, 6, 7], set()) == (3, True)
+
+
 def test_answer_lengths_count_tokens_until_eos_and_flag_the_cap():
-    model, _, tok = _model_that_stops_at_once()
+    """The real prompts, with an EOS the model is known to write: each length is the position of
+    that token in the model's unstopped greedy answer, exactly, and only answers without it are capped."""
+    tok, vocab = make_tiny_tokenizer()
+    model = make_tiny_llama(vocab_size=vocab)
     prompts = load_prompts()
     assert len(prompts) >= 5
-    res = measure_answers(model, tok, prompts[:3], max_new_tokens=9)
-    assert len(res.lengths) == 3 and all(0 <= n <= 9 for n in res.lengths)
-    assert all(cap == (n == 9) for n, cap in zip(res.lengths, res.capped))
+    cap = 9
     model.generation_config.eos_token_id = model.config.eos_token_id = None  # nothing can stop it
+    free = []
+    for prompt in prompts[:3]:
+        ids = torch.tensor([encode(tok, prompt, chat=False)])
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             generation_config=greedy_config(cap, model, forced=False))
+        free.append(out[0, ids.shape[1]:].tolist())
     capped = measure_answers(model, tok, prompts[:2], max_new_tokens=4)
     assert capped.lengths == (4, 4) and capped.capped_frac == 1.0 and capped.latency_s > 0
+    # EOS := the first token of the first answer that it had not written before: that answer stops there.
+    stop_at = next(i for i in range(1, cap) if free[0][i] not in free[0][:i])
+    eos = free[0][stop_at]
+    model.generation_config.eos_token_id = model.config.eos_token_id = eos
+    res = measure_answers(model, tok, prompts[:3], max_new_tokens=cap)
+    expected = tuple(f.index(eos) if eos in f else cap for f in free)
+    assert res.lengths == expected and res.lengths[0] == stop_at and 0 < stop_at < cap
+    assert res.capped == tuple(eos not in f for f in free) and not res.capped[0]
 
 
 def test_the_stage_runs_on_cpu_and_reports_vocab_keys(monkeypatch, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 
 from glu_ray.sweep.ledger import Event, Ledger
@@ -29,15 +27,28 @@ def test_oom_retry_halves_the_batch_down_to_one():
 
     from glu_ray.sweep.trial import _with_oom_retry
 
+    def fn_failing_above(limit):
+        tried = []
+
+        def fn(bs):
+            tried.append(bs)
+            if bs > limit:
+                raise torch.OutOfMemoryError(f"CUDA out of memory at {bs}")
+            return bs
+        return fn, tried
+
+    fn, tried = fn_failing_above(1)
+    assert _with_oom_retry(fn, 8) == 1 and tried == [8, 4, 2, 1]
+    fn, tried = fn_failing_above(0)  # out of memory even at batch 1: the last error is the trial's
+    with pytest.raises(torch.OutOfMemoryError, match="at 1$"):
+        _with_oom_retry(fn, 2)
+    assert tried == [2, 1]
     tried = []
 
-    def fn(bs):
+    def other_error(bs):
         tried.append(bs)
-        if bs > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return "ok"
+        raise RuntimeError("not a memory error")
 
-    assert _with_oom_retry(fn, 8) == "ok" and tried == [8, 4, 2, 1]
-    with pytest.raises(torch.OutOfMemoryError):
-        _with_oom_retry(lambda bs: (_ for _ in ()).throw(torch.OutOfMemoryError("x")), 2)
-    assert Counter(tried) == Counter({8: 1, 4: 1, 2: 1, 1: 1})
+    with pytest.raises(RuntimeError, match="not a memory error"):
+        _with_oom_retry(other_error, 8)
+    assert tried == [8]  # only out-of-memory is retried

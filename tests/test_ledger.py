@@ -31,3 +31,25 @@ def test_torn_last_line_from_a_killed_writer_is_skipped(tmp_path):
     with open(led.path, "a") as f:
         f.write('{"key": "d", "kind": "en')
     assert led.finished() == {"c": "completed"}
+
+
+def test_non_finite_values_come_back_as_floats(tmp_path):
+    """A catastrophic trial's inf perplexity is stored as a string (JSON has no inf) and must be read
+    back as the float, or the stop rule's non-finite check would see a string."""
+    led = Ledger(tmp_path / "l.jsonl")
+    led.append(Event("a", "result", 0, "running", {"p": float("inf"), "q": float("-inf"), "r": float("nan"), "s": "inf-ish"}))
+    row = Ledger(led.path).results()["a"]
+    assert row["p"] == math.inf and row["q"] == -math.inf and math.isnan(row["r"]) and row["s"] == "inf-ish"
+
+
+def test_a_ledger_in_a_new_folder_and_a_reopened_one_stay_one_line_per_event(tmp_path):
+    path = tmp_path / "new" / "experiment" / "ledger.jsonl"  # folders that do not exist yet
+    Ledger(path).append(Event("a", "end", None, "completed", {}))
+    Ledger(path).append(Event("b", "end", None, "completed", {}))  # a rerun: the tail is whole, nothing added
+    assert path.read_text().count("\n") == 2 and "" not in path.read_text().splitlines()
+
+
+def test_a_trial_that_failed_before_any_result_has_a_row(tmp_path):
+    led = Ledger(tmp_path / "l.jsonl")
+    led.append(Event("a", "end", None, "failed", {"error": "model did not load"}))
+    assert led.results() == {"a": {"error": "model did not load", "status": "failed"}}

@@ -2,9 +2,11 @@
 not grow: every model, tokenizer and lm-eval evaluator is released when its trial returns.
 
 The real trial function (``trainable.run_trial``: load, rank, prune, stage-0 perplexity, lm-eval)
-runs 14 times in this process with Tune's report captured. The model is ~17 MB of fp32 weights, so
-a leak of one model per trial would add ~170 MB over the 10 trials after warm-up; the bound on RSS
-growth is 120 MB.
+runs 14 times in this process with Tune's report captured. Every model (pruned in place), tokenizer
+and lm-eval model wrapper (HFLM) a trial makes is tracked by weakref and must be gone after it. RSS
+must grow by less than half of what keeping one pruned model per trial after warm-up would add
+(the sum of the pruned models' sizes, from their reported parameter counts: ~115 MB here), which
+catches a leak that holds the weights without holding those objects.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import pytest
 from conftest import save_tiny_model
 from glu_ray.sweep.stop_rule import StopRule
 from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.vocab import PARAMS_KEPT
 from glu_ray.models.tiny import tiny_corpus
 from glu_ray.pruning.widths import Width
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-TRIALS, WARMUP, BOUND_MB = 14, 4, 120
+TRIALS, WARMUP = 14, 4
 
 
 def rss_mb() -> float:
@@ -33,6 +36,7 @@ def rss_mb() -> float:
 
 def test_a_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypatch):
     import ray.tune
+    from lm_eval.models.huggingface import HFLM
 
     import glu_ray.sweep.trial as trainable
 
@@ -40,16 +44,23 @@ def test_a_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypatc
                                 num_attention_heads=4, num_key_value_heads=2)
     text = tmp_path / "ppl.txt"
     text.write_text(tiny_corpus(20, seed=3))
-    reports, alive = [], []
+    reports, alive, element_bytes = [], {"model": [], "tokenizer": [], "lm-eval wrapper": []}, []
     monkeypatch.setattr(ray.tune, "report", lambda metrics, **_: reports.append(metrics))
-    real_load = trainable.load_model
+    real_load, real_hflm_init = trainable.load_model, HFLM.__init__
 
     def tracked_load(*args, **kwargs):
         model, tok = real_load(*args, **kwargs)
-        alive.append(weakref.ref(model))
+        alive["model"].append(weakref.ref(model))
+        alive["tokenizer"].append(weakref.ref(tok))
+        element_bytes.append(next(model.parameters()).element_size())
         return model, tok
 
+    def tracked_hflm_init(self, *args, **kwargs):
+        real_hflm_init(self, *args, **kwargs)
+        alive["lm-eval wrapper"].append(weakref.ref(self))
+
     monkeypatch.setattr(trainable, "load_model", tracked_load)
+    monkeypatch.setattr(HFLM, "__init__", tracked_hflm_init)
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text))
     widths = (896, 768, 640, 512, 384)
     rss = []
@@ -62,7 +73,13 @@ def test_a_dozen_trials_in_one_process_release_their_models(tmp_path, monkeypatc
         gc.collect()
         rss.append(rss_mb())
     assert len(reports) == 2 * TRIALS and all(r["status"] in ("running", "completed") for r in reports)
-    assert all(ref() is None for ref in alive), "a trial's model outlived it"
+    for kind, refs in alive.items():
+        assert len(refs) == TRIALS, f"{len(refs)} {kind}s made in {TRIALS} trials"
+        assert all(ref() is None for ref in refs), f"a trial's {kind} outlived it"
+    # What keeping one pruned model per trial after warm-up would add: their weights, as pruned.
+    pruned_mb = [r[PARAMS_KEPT] * b / 2**20 for r, b in zip(reports[::2], element_bytes)]
+    bound = sum(pruned_mb[WARMUP:]) / 2
     growth = max(rss[WARMUP:]) - rss[WARMUP - 1]
-    print(f"RSS MB per trial: {[round(x) for x in rss]}; growth after warm-up {growth:.1f} MB")
-    assert growth < BOUND_MB, f"RSS grew {growth:.0f} MB over {TRIALS - WARMUP} trials: {[round(x) for x in rss]}"
+    print(f"RSS MB per trial: {[round(x) for x in rss]}; growth after warm-up {growth:.1f} MB; "
+          f"pruned models {[round(x, 1) for x in pruned_mb]} MB, bound {bound:.0f} MB")
+    assert growth < bound, f"RSS grew {growth:.0f} MB over {TRIALS - WARMUP} trials (bound {bound:.0f}): {[round(x) for x in rss]}"

@@ -157,19 +157,15 @@ from optipfair.pruning.mlp_glu import (  # noqa: E402
     setup_mlp_hooks_for_importance,
 )
 
-from conftest import SHARED  # noqa: E402
+from conftest import shared_asset  # noqa: E402
 from glu_ray.pruning.calibration import CalibrationSpec, calibration_tokens, collect_stats  # noqa: E402
-
-TINYSTORIES = SHARED / "assets" / "text" / "tinystories_valid_head.txt"
-
 
 @pytest.fixture(scope="module")
 def stories_tokens(stories_dir):
     from transformers import AutoTokenizer
 
-    if not TINYSTORIES.is_file():
-        pytest.skip("../shared TinyStories text not present")
-    return calibration_tokens(CalibrationSpec(str(TINYSTORIES), n_sequences=8, seq_len=64, seed=0),
+    text = shared_asset("text", "tinystories_valid_head.txt")
+    return calibration_tokens(CalibrationSpec(str(text), n_sequences=8, seq_len=64, seed=0),
                               AutoTokenizer.from_pretrained(stories_dir))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SHARED, make_tiny_llama, make_tiny_tokenizer
+from conftest import make_tiny_llama, make_tiny_tokenizer, shared_asset
 from glu_ray.errors import GluRayError
 from glu_ray.evaluation.perplexity import fast_perplexity, lm_eval_perplexity, load_documents, split_documents
 
@@ -73,9 +73,9 @@ def test_leaves_the_model_and_tokenizer_as_they_were(tiny):
 def test_matches_lm_eval_on_stories260k(stories_dir, source, count, max_length):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    docs = load_documents(str(shared_asset("text", source)))[:count]
     model = AutoModelForCausalLM.from_pretrained(stories_dir).eval()
     tok = AutoTokenizer.from_pretrained(stories_dir)
-    docs = load_documents(str(SHARED / "assets" / "text" / source))[:count]
     ours = fast_perplexity(model, tok, docs, max_length=max_length)
     ref = lm_eval_perplexity(model, tok, docs, max_length=max_length)
     assert ours.word_perplexity == pytest.approx(ref.word_perplexity, rel=1e-3)

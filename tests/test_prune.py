@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -153,7 +154,8 @@ def test_explicit_width_and_zero_percent():
      (8100, 256, 8100, 8100), (7373, 64, 8192, 7360)],
 )
 def test_divisor_rounds_to_nearest_multiple_clamped(width, divisor, intermediate, expected):
-    assert round_to_divisor(width, divisor, intermediate) == expected
+    rounded = round_to_divisor(width, divisor, intermediate)
+    assert rounded == expected and type(rounded) is int  # a width: an index count, never 4864.0
 
 
 def test_divisor_applies_after_the_target():
@@ -230,12 +232,24 @@ def test_config_shapes_and_report_are_updated():
     assert report.pruning_pct == pytest.approx(60) and report.expansion_ratio == pytest.approx(1.0)
 
 
-def test_ranking_is_computed_once_and_reused_across_widths(tiny_llama):
+def test_ranking_is_computed_once_and_reused_across_widths(tiny_llama, monkeypatch):
+    import glu_ray.pruning.prune as prune_module
+
     ranking = rank(tiny_llama, "maw")
+    saved = [t.clone() for t in ranking.order + ranking.scores]
+    scored = []
+    monkeypatch.setattr(prune_module, "score_layer", lambda *a, **k: scored.append(a) or torch.zeros(0))
     for kept in (72, 48, 32):
         model = copy.deepcopy(tiny_llama)
         prune(model, ranking, Width(kept, 80, 32))
         assert model.config.intermediate_size == kept
+        assert not scored, "prune scored the neurons again instead of reading the ranking"
+        assert all(torch.equal(a, b) for a, b in zip(ranking.order + ranking.scores, saved)), "prune changed the ranking"
+        for before, after in zip(glu_layers(tiny_llama), glu_layers(model)):
+            keep = ranking.keep(before.index, kept)
+            assert torch.equal(after.gate.weight, before.gate.weight[keep])
+            assert torch.equal(after.up.weight, before.up.weight[keep])
+            assert torch.equal(after.down.weight, before.down.weight[:, keep])
 
 
 def test_ranking_save_load_round_trip(tiny_llama, tmp_path):
@@ -243,6 +257,26 @@ def test_ranking_save_load_round_trip(tiny_llama, tmp_path):
     ranking.save(tmp_path / "r.pt")
     loaded = Ranking.load(tmp_path / "r.pt")
     assert all(torch.equal(loaded.keep(i, 40), ranking.keep(i, 40)) for i in range(2))
+    # Every field, the calibration's fingerprint and per-neuron means too (bias compensation reads
+    # them from a cached ranking).
+    calibrated = Ranking("wanda", 3, ranking.order, 1.5, ranking.scores, "fingerprint-abc",
+                         tuple(torch.rand(80, dtype=torch.float64) for _ in range(2)))
+    calibrated.save(tmp_path / "c.pt")
+    back = Ranking.load(tmp_path / "c.pt")
+    assert (back.metric, back.seed, back.seconds, back.calibration) == ("wanda", 3, 1.5, "fingerprint-abc")
+    for field in ("order", "scores", "means"):
+        mine, theirs = getattr(back, field), getattr(calibrated, field)
+        assert isinstance(mine, tuple) and len(mine) == 2 and all(torch.equal(a, b) for a, b in zip(mine, theirs))
+
+
+class NotATensor:  # what a tampered ranking file could carry: an object pickle would rebuild
+    pass
+
+
+def test_ranking_files_load_tensors_only(tmp_path):
+    torch.save({"metric": NotATensor()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):  # torch's UnpicklingError
+        Ranking.load(tmp_path / "evil.pt")
 
 
 def test_prune_rejects_a_ranking_from_another_model(tiny_llama):
@@ -258,11 +292,14 @@ def test_save_and_reload_with_stock_transformers(tiny_llama, tmp_path):
     from transformers import AutoModelForCausalLM
 
     pruned, report = pruned_copy(tiny_llama, "maw", 40)
-    save_pruned(pruned, None, tmp_path, report)
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    out = save_pruned(pruned, None, tmp_path / "new" / "folder", report)  # folders made as needed
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
     assert reloaded.config.intermediate_size == 48
     assert torch.equal(logits(reloaded), logits(pruned))
-    assert (tmp_path / "glu_ray_prune.json").is_file()
+    assert json.loads((out / "glu_ray_prune.json").read_text()) == json.loads(json.dumps(report.to_dict()))
+    assert report.summary().startswith("maw: width 48 (1.500x, 40.0% removed) in 2 layers; params ")
+    fewer = 100 * (1 - report.params_after / report.params_before)
+    assert f"({fewer:.1f}% fewer); " in report.summary() and "bias" not in report.summary()
 
 
 def test_non_glu_model_error_names_what_is_missing():

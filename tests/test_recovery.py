@@ -79,10 +79,18 @@ def test_healing_lowers_the_kd_loss_on_a_fixed_batch(trained, text, method):
 
 
 def test_kd_loss_is_zero_for_the_teacher_itself_and_scales_with_temperature():
-    logits = torch.randn(2, 5, 11)
-    assert kd_loss(logits, logits, 2.0).item() == pytest.approx(0.0, abs=1e-6)
-    other = torch.randn(2, 5, 11)
-    assert kd_loss(other, logits, 1.0).item() > 0
+    gen = torch.Generator().manual_seed(0)
+    teacher, student = torch.randn(2, 5, 11, generator=gen), torch.randn(2, 5, 11, generator=gen)
+    assert kd_loss(teacher, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+
+    def by_hand(p_logits, q_logits, t):  # T^2 * KL(p || q) per token, averaged over the 10 tokens
+        p, q = (torch.softmax(x.double() / t, dim=-1) for x in (p_logits, q_logits))
+        return t**2 * (p * (p.log() - q.log())).sum(-1).mean().item()
+
+    for t in (1.0, 2.0):  # at T=2 the T^2 factor is 4: a loss without it is 4x too small
+        assert kd_loss(student, teacher, t).item() == pytest.approx(by_hand(teacher, student, t), rel=1e-5)
+    # The direction matters (teacher first) and is told apart at T=2: the reverse differs by far more than rounding.
+    assert abs(by_hand(teacher, student, 2.0) - by_hand(student, teacher, 2.0)) > 1e-2
 
 
 def test_same_seed_same_healing_other_seed_other_order(trained, text):

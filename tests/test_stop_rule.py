@@ -9,7 +9,7 @@ import pytest
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.ledger import Event, Ledger
 from glu_ray.sweep.replay import replay, replay_text
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.sweep.stop_rule import Decision, StopRule
 from glu_ray.vocab import BASELINE, PPL_WORD, TRIAL_SECONDS, TrialStatus
 
 RULE = StopRule(threshold=10.0)
@@ -17,7 +17,8 @@ CONTROL = StopRule(reference="control", threshold=3.0)
 
 
 def test_baseline_reference():
-    assert not RULE.decide(99.0, baseline_ppl=10.0).stop
+    assert RULE.decide(99.0, baseline_ppl=10.0).stop is False
+    assert RULE.decide(100.0, 10.0) == Decision(False)  # exactly at the threshold: "above" it is needed
     d = RULE.decide(101.0, 10.0, control_ppl=1e9)  # the control does not matter to this rule
     assert d.stop and d.reason == "perplexity 101 > 10 x baseline 10"
     assert not RULE.decide(1e9, None).stop  # no baseline measured: nothing to compare with
@@ -29,12 +30,15 @@ def test_control_reference():
     assert d.stop and "3 x random control 100" in d.reason
     assert not CONTROL.decide(1e6, 10.0, None).stop  # control not measured: goes on
     assert CONTROL.needs_control(("maw", "random")) and not CONTROL.needs_control(("maw",))
+    assert CONTROL.describe() == "ppl > 3 x random control at the same width" and RULE.describe() == "ppl > 10 x baseline"
     assert not RULE.needs_control(("random",))
 
 
 def test_non_finite_always_stops_unless_off():
-    assert RULE.decide(float("nan"), None).stop and CONTROL.decide(float("inf"), 10.0, 1e9).stop
-    assert not StopRule.off().decide(float("nan"), 10.0).stop
+    assert RULE.decide(float("nan"), None) == Decision(True, "non-finite perplexity (nan)")
+    assert CONTROL.decide(float("inf"), 10.0, 1e9) == Decision(True, "non-finite perplexity (inf)")
+    assert StopRule.off().decide(float("nan"), 10.0) == Decision(False)
+    assert StopRule.off().to_dict()["enabled"] is False
     assert StopRule.off().describe() == "off"
 
 
@@ -42,7 +46,8 @@ def test_bad_rules_are_refused_and_the_rule_round_trips():
     for bad in (1.0, 0.5, float("nan")):
         with pytest.raises(GluRayError, match="must be > 1"):
             StopRule(threshold=bad)
-    with pytest.raises(GluRayError, match="reference must be one of"):
+    assert StopRule(threshold=1.5).threshold == 1.5  # any multiple above 1 is a rule
+    with pytest.raises(GluRayError, match="reference must be one of baseline, control; got 'random'"):
         StopRule(reference="random")
     assert StopRule.from_dict(CONTROL.to_dict()) == CONTROL
 

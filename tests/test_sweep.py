@@ -183,7 +183,8 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
         head.wait(timeout=60)
 
 
-def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(models, tmp_path, ray_cluster):
+def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(models, tmp_path, ray_cluster,
+                                                                               capsys):
     """StopRule(reference=control): random runs in its own phase; maw at the same width carries the
     control's perplexity and is stopped against it; --replay of other rules reads the same ledger."""
     from glu_ray.cli.sweep import Preset, main
@@ -208,7 +209,13 @@ def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(m
 
     preset = Preset(models=(), metrics=("random", "maw"), pruning_pcts=(50,), stop=rule, experiment="ctrl")
     argv = ["--models", str(a), "--suite", "tiny", "--storage", str(tmp_path), "--replay"]
-    assert main({"p": preset}, argv + ["--no-early-stop"]) == 0
-    assert main({"p": preset}, argv + ["--stop-reference", "baseline", "--threshold", "1e9"]) == 0
+    # rule tried -> what its replay says of the two pruned trials (random: the control; maw: faulted)
+    tried = [([], "would stop 1 of 2"), (["--no-early-stop"], "would stop 0 of 2"),
+             (["--stop-reference", "baseline", "--threshold", "1e9"], "would stop 0 of 2"),
+             (["--stop-reference", "baseline", "--threshold", "1.01"], "would stop 2 of 2")]
+    for flags, verdict in tried:
+        capsys.readouterr()
+        assert main({"p": preset}, argv + flags) == 0
+        assert verdict in capsys.readouterr().out.splitlines(), flags
     assert main({"p": preset}, ["--models", str(a), "--suite", "tiny", "--storage", str(tmp_path / "none"),
                                 "--replay"]) == 2  # no ledger there: one-line error
