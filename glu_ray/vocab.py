@@ -23,7 +23,7 @@ class TrialStatus(str, Enum):
 
     RUNNING = "running"  # a stage reported, more to come
     COMPLETED = "completed"
-    STOPPED = "stopped: catastrophic"  # stage-0 perplexity past the sweep's StopRule (glu_ray/sweep/stop_rule.py)
+    STOPPED = "stopped: catastrophic"  # stage-0 perplexity past the sweep's StopRule (glu_ray/trials/stop_rule.py)
     FAILED = "failed"
     PENDING = "pending"  # no ledger row yet (results table only; never reported by a trial)
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.trials.ledger import Event, Ledger
 
 pytestmark = pytest.mark.faults
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from glu_ray.pruning.widths import Width
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.sweep.progress import progress_line
 from glu_ray.vocab import TrialStatus
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.stop_rule import StopRule
+from glu_ray.trials.config import EvalSpec
 from faultkit import offline_env, planned_faults
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
 from glu_ray.pruning.widths import TargetWidth

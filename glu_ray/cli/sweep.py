@@ -15,10 +15,10 @@ from typing import Callable
 
 from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.efficiency.spec import EfficiencySpec
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.config import EvalSpec
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
-from glu_ray.sweep.stop_rule import REFERENCES, StopRule
+from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.cli.main import guarded
 from glu_ray.cost.estimate import print_estimate

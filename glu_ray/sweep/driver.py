@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.perplexity import load_documents
 from glu_ray.evaluation.preflight import check_suite_inputs
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.sweep.lock import experiment_lock
 from glu_ray.sweep.results import results_table, write_report

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from ray.tune import Callback
 
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.trials.config import TrialConfig
 from glu_ray.vocab import PPL_RATIO, PPL_WORD, STAGE, STATUS, TrialStatus, ratio_label
 
 

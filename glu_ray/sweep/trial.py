@@ -23,7 +23,7 @@ from glu_ray.evaluation.harness import run_suite
 from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
 from glu_ray.efficiency.measure import measure_efficiency
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.trials.config import TrialConfig
 from glu_ray.models.loading import free_memory, load_model, param_count
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.healing import with_healing

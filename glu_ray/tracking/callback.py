@@ -11,8 +11,8 @@ import logging
 
 from ray.tune import Callback
 
-from glu_ray.sweep.config import TrialConfig
-from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.trials.config import TrialConfig
+from glu_ray.trials.ledger import Event, Ledger
 from glu_ray.tracking.runs import Tracker, metrics_of
 from glu_ray.vocab import BOOKKEEPING, IDENTITY, STAGE, STATUS, TrialStatus, is_own_metric, safe
 

@@ -25,8 +25,8 @@ import lm_eval
 import torch
 from huggingface_hub import get_token
 
-from glu_ray.sweep.config import TrialConfig
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.config import TrialConfig
+from glu_ray.trials.ledger import Ledger
 from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
                            REPORT_TAG, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL, RUNS_VIEW_TAG, STATUS_TAG, TRIAL_CONFIG_TAG,
                            WIDTH, TrialStatus)
