@@ -138,6 +138,7 @@ def finished_tiny_sweep(tmp_path_factory, ray_cluster):
     import os
     import sys
 
+    from glu_ray.cli.sweep import write_sweep_report
     from glu_ray.sweep.driver import SweepOptions, run_sweep
 
     root = tmp_path_factory.mktemp("tracking")
@@ -148,6 +149,7 @@ def finished_tiny_sweep(tmp_path_factory, ray_cluster):
     os.environ["HF_TOKEN"] = SWEEP_TOKEN
     try:
         result = run_sweep(grid, opts)
+        write_sweep_report(result)  # as the CLI does after the sweep returns
     finally:  # the token is gone before any other test runs
         sys.argv = saved_argv
         if saved_token is None:

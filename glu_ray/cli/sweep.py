@@ -9,6 +9,7 @@ trials of the experiment's ledger instead of running anything.
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -16,19 +17,21 @@ from typing import Callable
 from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.trials.config import EvalSpec
-from glu_ray.errors import GluRayError
+from glu_ray.errors import GluRayError, first_line
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
 from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.cli.main import guarded
-from glu_ray.cost.estimate import print_estimate
-from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.sweep.estimate import print_estimate
+from glu_ray.sweep.driver import SweepOptions, SweepResult, run_sweep
 from glu_ray.sweep.results import format_table, results_table, trial_status_counts
 from glu_ray.models.tiny import tiny_preset_models
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.recovery.students import STUDENTS
 from glu_ray.vocab import ERROR_TAG, TrialStatus
+
+log = logging.getLogger("glu_ray")
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,7 @@ def _replay(grid: SweepGrid, opts: SweepOptions) -> int:
 
 def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     result = run_sweep(grid, opts)
+    write_sweep_report(result)
     table = results_table(result.trials, result.rows)
     print("\n" + format_table(table))
     print(f"\n{len(table)} trials: {trial_status_counts(table)}")
@@ -251,3 +255,27 @@ def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     print(f"results: {result.experiment_dir}\nbrowse:  glu-ray ui --tracking-uri {result.tracking_uri}")
     # Non-zero unless every trial completed or was stopped, so scripts and CI notice failures.
     return 0 if result.finished and not failed else 1
+
+
+def write_sweep_report(result: SweepResult) -> Path | None:
+    """The analysis report of the sweep's own trials and ledger rows (typed, no MLflow round trip),
+    written after the sweep returns and logged to its parent run; None when there is nothing to
+    compare yet (e.g. only baselines). Never raises: every result is in the ledger and
+    `glu-ray report` can retry. Here, in the CLI: analysis sits above glu_ray.sweep."""
+    # analysis loads matplotlib, measured +1.5 s per process (python -X importtime): paid only here.
+    from analysis import from_sweep, sweep_run_id, write_report
+
+    out = result.experiment_dir / "report"
+    try:
+        frame = from_sweep(result.trials, result.rows)
+        try:
+            run_id = sweep_run_id(result.experiment, result.tracking_uri)
+        except Exception as err:  # noqa: BLE001 - MLflow gone: the report is still written, locally
+            log.warning("the sweep's report is not logged to MLflow (%s)", first_line(err))
+            run_id = None
+        return write_report(frame, out, mlflow_run_id=run_id, tracking_uri=result.tracking_uri).parent
+    except GluRayError as err:
+        log.info("no analysis report yet: %s", err)
+    except Exception as err:  # noqa: BLE001 - every result is in the ledger; `glu-ray report` can retry
+        log.warning("could not write the sweep's analysis report: %s", err)
+    return None

@@ -34,7 +34,7 @@ from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.sweep.lock import experiment_lock
-from glu_ray.sweep.results import results_table, write_report
+from glu_ray.sweep.results import results_table
 from glu_ray.sweep.trial import run_trial
 from glu_ray.tracking.runs import Tracker, default_tracking_uri
 from glu_ray.vocab import PPL_RATIO, PPL_WORD, safe
@@ -63,6 +63,7 @@ class SweepResult:
     finished: bool  # every trial completed, stopped or failed
     experiment_dir: Path
     tracking_uri: str
+    experiment: str = ""  # the MLflow experiment (SweepOptions.name)
 
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
@@ -119,12 +120,12 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     finished = all(c.key in ended for c in trials)
     try:
         tracker.sync(ledger, configs)
-        tracker.publish(results_table(trials, rows), write_report(trials, rows, root / "report"))  # never raises
+        tracker.publish(results_table(trials, rows), None)  # never raises; the CLI adds the report (above the sweep)
         tracker.end_sweep(finished)
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
                     "rerun the same command when it is back to log them", uri, first_line(err), ledger.path)
-    return SweepResult(trials, rows, finished, root, uri)
+    return SweepResult(trials, rows, finished, root, uri, opts.name)
 
 
 def headline_keys(trials) -> list[str]:

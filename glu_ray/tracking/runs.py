@@ -4,7 +4,7 @@ Layout: one experiment per sweep; one parent run (tag ``glu_ray.role=sweep``) an
 per trial (``glu_ray.role=trial``, ``mlflow.parentRunId``), named like ``Llama-3.2-1B/maw/2.4x``.
 Child runs carry params, per-stage metrics (step = stage), a ``glu_ray.status`` tag and the
 trial's files (trial_artifacts.py). The parent run gets the hardware at the start and the results
-table and the report folder the sweep wrote (glu_ray.sweep.results.write_report) at the end. Every write can be replayed from the ledger, so reruns and
+table at the end, and the report folder the CLI writes after the sweep (glu_ray.cli.sweep). Every write can be replayed from the ledger, so reruns and
 a returning server never duplicate. Nothing that looks like a credential is ever written (see
 ``scrub``).
 """
