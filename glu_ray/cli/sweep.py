@@ -120,6 +120,9 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
                    help="what --measure-efficiency measures, over the preset's: prompt_len, gen_len, batches (1/8), "
                         "repeats, answer_max_new_tokens, answer_prompts (implies --measure-efficiency)")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
+    p.add_argument("--gpus", type=int, help="with --estimate: also the wall-clock time on this many GPUs (a "
+                   "simulation of the sweep's packing and order) beside the lower bound")
+    p.add_argument("--gpus-per-node", type=int, help="with --gpus: GPUs per node (default: all on one node)")
     add_calibration_args(p)
     return p
 
@@ -199,6 +202,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise GluRayError(f"--gpu-memory-gb must be > 0 (got {args.gpu_memory_gb})")
     if args.gpu_fraction is not None and not 0 < args.gpu_fraction <= 1:
         raise GluRayError(f"--gpu-fraction must be in (0, 1] (got {args.gpu_fraction})")
+    if (args.gpus is not None or args.gpus_per_node is not None) and not args.estimate:
+        raise GluRayError("--gpus and --gpus-per-node size --estimate's simulation: add --estimate")
+    for flag, value in (("--gpus", args.gpus), ("--gpus-per-node", args.gpus_per_node)):
+        if value is not None and value < 1:
+            raise GluRayError(f"{flag} must be at least 1 (got {value})")
+    if args.gpus_per_node and args.gpus and args.gpus % args.gpus_per_node:
+        raise GluRayError(f"--gpus {args.gpus} is not a whole number of nodes of --gpus-per-node {args.gpus_per_node}")
     if args.max_failures < -1:
         raise GluRayError(f"--max-failures must be >= 0, or -1 for unlimited retries (got {args.max_failures})")
     if args.ppl_text not in (None, "wikitext") and not Path(args.ppl_text).expanduser().is_file():
@@ -224,7 +234,7 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
         grid = grid_from_args(args, preset)
         opts = options_from_args(args, preset)
         if args.estimate:
-            return print_estimate(grid, opts)
+            return print_estimate(grid, opts, gpus=args.gpus, gpus_per_node=args.gpus_per_node)
         return _replay(grid, opts) if args.replay else _run(grid, opts)
 
     return guarded(run, interrupted="interrupted: rerun the same command to resume (finished trials are kept)")
