@@ -104,3 +104,32 @@ def test_study_grid_makespan_is_within_1_2x_of_the_bound(gpus, capsys, monkeypat
     assert f"on {gpus} GPUs ({gpus // 8} node" in out
     ratio = float(re.search(r"makespan ([\d.]+)x the bound", out).group(1))
     assert 1.0 <= ratio <= 1.2, out
+
+
+@pytest.mark.slow
+def test_the_simulation_holds_against_a_real_local_run(finished_tiny_sweep):
+    """The session's tiny sweep, as Tune really ran it (MLflow's run start and end, driver-side):
+    trials started longest expected first, and list scheduling at the same concurrency with the
+    measured durations puts every start and the makespan where the real run had them."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    from glu_ray.sweep.estimate import modelled_times, trial_costs
+
+    result, _, opts = finished_tiny_sweep
+    client = MlflowClient(result.tracking_uri)
+    exp = client.get_experiment_by_name(result.experiment)
+    runs = {r.data.tags["glu_ray.trial_key"]: r.info
+            for r in client.search_runs([exp.experiment_id], "tags.`glu_ray.role` = 'trial'")}
+    t0 = min(r.start_time for r in runs.values())
+    real = {k: ((r.start_time - t0) / 1000, (r.end_time - t0) / 1000) for k, r in runs.items()}
+    times = modelled_times(trial_costs(result.trials, lambda c: 1.0))  # what the driver sorted by, on a CPU
+    order = longest_first(result.trials, {k: t.full for k, t in times.items()})
+    assert sorted(real, key=lambda k: real[k][0]) == [c.key for c in order]  # Tune kept our order
+    slots = min(os.cpu_count(), opts.max_concurrent or os.cpu_count()) / opts.cpus_per_trial
+    jobs = [Job(c.key, real[c.key][1] - real[c.key][0], opts.cpus_per_trial) for c in order]
+    sim = simulate([jobs], devices=1, capacity=slots * opts.cpus_per_trial, max_concurrent=opts.max_concurrent)
+    for key, (start, _) in real.items():
+        assert sim.starts[key] == pytest.approx(start, abs=3.0), key  # Tune's own start-up between trials
+    assert sim.makespan == pytest.approx(max(end for _, end in real.values()), rel=0.2, abs=3.0)

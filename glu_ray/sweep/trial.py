@@ -29,7 +29,7 @@ from glu_ray.pruning.prune import prune
 from glu_ray.sweep.healing import with_healing
 from glu_ray.sweep.ranking_cache import cached_rank
 from glu_ray.vocab import (PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
-                           RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
+                           NODE_ID, RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
                            eval_seconds_key)
 
 
@@ -59,7 +59,7 @@ def run_trial(config: dict) -> None:
         def send(stage: int, metrics: dict, status: TrialStatus) -> None:
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
             tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, TRIAL_CPU_SECONDS: time.process_time() - cpu_start,
-                         STAGE: stage, STATUS: status.value})
+                         STAGE: stage, STATUS: status.value, NODE_ID: _node_id()})
 
         stages = evaluate_stages(cfg, model, tok, on_raw=save_raw)
         if cfg.recovery is not None:
@@ -149,3 +149,10 @@ def _use_assigned_cpus() -> None:
         return
     if cpus:
         torch.set_num_threads(max(1, int(cpus)))
+
+
+def _node_id() -> str:
+    """The Ray node this attempt runs on (tracking tags the run with it): "" outside Ray."""
+    import ray  # lazy, as tune above
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""

@@ -27,7 +27,7 @@ from huggingface_hub import get_token
 
 from glu_ray.trials.config import TrialConfig
 from glu_ray.trials.ledger import Ledger
-from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
+from glu_ray.vocab import (BOOKKEEPING, ERROR_TAG, NODE_ID, NODE_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
                            REPORT_TAG, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL, RUNS_VIEW_TAG, STATUS_TAG, TRIAL_CONFIG_TAG,
                            WIDTH, TrialStatus)
 
@@ -271,7 +271,8 @@ class Tracker:
     def log_stage(self, run_id: str, stage: int, data: dict) -> None:
         # Parameters kept is known only once the trial has pruned; every stage reports it.
         params = {PARAMS_KEPT: str(int(data[PARAMS_KEPT]))} if stage == 0 and PARAMS_KEPT in data else None
-        self._log(run_id, metrics=metrics_of(data), params=params, step=stage)
+        tags = {NODE_TAG: str(data[NODE_ID])} if stage == 0 and data.get(NODE_ID) else None  # where this attempt ran
+        self._log(run_id, metrics=metrics_of(data), params=params, tags=tags, step=stage)
 
     def log_trial_artifacts(self, run_id: str, folder: str | None) -> None:
         """The files the trial wrote (trial_artifacts.py), credentials redacted; re-logging overwrites."""
