@@ -10,7 +10,7 @@ import pandas as pd
 from analysis.tidy import tidy_frame
 from analysis.trials import trial_rows
 from glu_ray.errors import GluRayError
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.trials.config import TrialConfig
 from glu_ray.tracking.runs import log_report_folder
 from glu_ray.vocab import ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus, role_filter
 

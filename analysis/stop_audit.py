@@ -25,7 +25,7 @@ import pandas as pd
 from analysis.benchmarks import STAGE0
 from analysis.fragility import NEAR_CHANCE
 from analysis.tidy import BASELINE
-from glu_ray.sweep.stop_rule import REFERENCES, StopRule
+from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.vocab import TrialStatus
 
 SIGNALS = (STAGE0.name, "wikitext")  # the perplexity read by the rule, in order of preference

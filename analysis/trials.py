@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.benchmarks import STAGE0, benchmark_meta
 from analysis.tidy import RunInfo, number, size_label, tidy_frame, tidy_rows
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.trials.config import TrialConfig
 from glu_ray.vocab import (DECODE_TOK_S, ENERGY_J_PER_TOK, PARAMS_KEPT, PARAMS_TOTAL, STATUS, TrialStatus,
                            efficiency_key, unhealed_key)
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.cli.sweep import build_parser, grid_from_args
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 from glu_ray.vocab import STATUS, TRIAL_SECONDS, TrialStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))

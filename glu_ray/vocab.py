@@ -23,7 +23,7 @@ class TrialStatus(str, Enum):
 
     RUNNING = "running"  # a stage reported, more to come
     COMPLETED = "completed"
-    STOPPED = "stopped: catastrophic"  # stage-0 perplexity past the sweep's StopRule (glu_ray/sweep/stop_rule.py)
+    STOPPED = "stopped: catastrophic"  # stage-0 perplexity past the sweep's StopRule (glu_ray/trials/stop_rule.py)
     FAILED = "failed"
     PENDING = "pending"  # no ledger row yet (results table only; never reported by a trial)
 
@@ -78,13 +78,15 @@ def eval_seconds_key(stage: int) -> str:
 TRIAL_KEY, MODEL, MODEL_NAME, METRIC = "trial_key", "model", "model_name", "metric"
 EXPANSION_RATIO, PRUNING_PCT, WIDTH = "expansion_ratio", "pruning_pct", "width"
 STAGE, STATUS = "stage", "status"
+NODE_ID = "node_id"  # the Ray node a trial's attempt ran on (a cluster's nodes may share one IP)
 IDENTITY = (TRIAL_KEY, MODEL, MODEL_NAME, METRIC, EXPANSION_RATIO, PRUNING_PCT, WIDTH)
-BOOKKEEPING = (STAGE, STATUS, DTYPE_USED)
+BOOKKEEPING = (STAGE, STATUS, DTYPE_USED, NODE_ID)
 
 # -- MLflow tags -----------------------------------------------------------------------------
 ROLE_TAG, STATUS_TAG, KEY_TAG, ERROR_TAG = "glu_ray.role", "glu_ray.status", "glu_ray.trial_key", "glu_ray.error"
 TRIAL_CONFIG_TAG = "glu_ray.trial_config"  # the TrialConfig as JSON: analysis reads it typed
 REPORT_TAG = "glu_ray.report"
+NODE_TAG = "glu_ray.node_id"  # the trial run's NODE_ID
 ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
 # The MLflow UI restores a runs-table view (its columns) from the experiment tag
 # ``mlflow.sharedViewState.<key>`` when the URL says ``?viewStateShareKey=<key>``.

@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec
 from glu_ray.cli.sweep import Preset, main, tiny_models
 from glu_ray.sweep.budget import Budget
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_heal_text
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.evaluation.benchmarks import wikitext_file

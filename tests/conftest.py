@@ -127,9 +127,9 @@ def tiny_sweep_grid(root: Path):
     """One tiny model x {maw, pon} x 50% + its baseline, stage 0 and two tiny tasks."""
     from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
     from glu_ray.pruning.widths import TargetWidth
-    from glu_ray.sweep.config import EvalSpec
+    from glu_ray.trials.config import EvalSpec
     from glu_ray.sweep.grid import ModelSpec, SweepGrid
-    from glu_ray.sweep.stop_rule import StopRule
+    from glu_ray.trials.stop_rule import StopRule
 
     model = build_tiny_model(root / "tiny-t", seed=0, steps=40, hidden=32, intermediate=128, layers=2)
     ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_wikitext"), limit=4, batch_size=4,
@@ -146,6 +146,7 @@ def finished_tiny_sweep(tmp_path_factory, ray_cluster):
     import os
     import sys
 
+    from glu_ray.cli.sweep import write_sweep_report
     from glu_ray.sweep.driver import SweepOptions, run_sweep
 
     root = tmp_path_factory.mktemp("tracking")
@@ -156,6 +157,7 @@ def finished_tiny_sweep(tmp_path_factory, ray_cluster):
     os.environ["HF_TOKEN"] = SWEEP_TOKEN
     try:
         result = run_sweep(grid, opts)
+        write_sweep_report(result)  # as the CLI does after the sweep returns
     finally:  # the token is gone before any other test runs
         sys.argv = saved_argv
         if saved_token is None:

@@ -90,7 +90,7 @@ def kill_tree(proc, sig=signal.SIGKILL) -> None:
 
 
 def ended(ledger_path: Path) -> Counter:
-    from glu_ray.sweep.ledger import Ledger
+    from glu_ray.trials.ledger import Ledger
 
     return Counter(e.key for e in Ledger(ledger_path).events() if e.kind == "end")
 
@@ -113,7 +113,7 @@ def assert_mlflow_matches_ledger(uri: str, experiment: str, ledger_path: Path, k
     (one point per stage that reported it) are those of the ledger's latest attempt."""
     from mlflow.tracking import MlflowClient
 
-    from glu_ray.sweep.ledger import Ledger
+    from glu_ray.trials.ledger import Ledger
     from glu_ray.tracking.runs import latest_attempt, metrics_of
 
     client = MlflowClient(uri)

@@ -13,7 +13,7 @@ from analysis import analyse, from_lm_eval, from_mlflow, sweep_run_id, write_rep
 from analysis.tidy import COLUMNS
 from glu_ray.cli.main import main
 from glu_ray.pruning.widths import Width
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.vocab import TRIAL_CONFIG_TAG
 
 RATIOS = (3.2, 2.4, 1.6)  # pruned; the baseline sits at 4.0

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from faultkit import assert_mlflow_matches_ledger, planned_faults, tiny_model
-from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.stop_rule import StopRule
+from glu_ray.trials.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.pruning.widths import TargetWidth
 

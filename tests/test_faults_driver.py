@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from faultkit import REPO, assert_mlflow_matches_ledger, ended, kill_tree, offline_env, tiny_model, wait_until
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 SECRETS = {"HF_TOKEN": "hf_gluRayTestSecret0123456789", "MLFLOW_TRACKING_TOKEN": "mlflowTestSecret9876543210",

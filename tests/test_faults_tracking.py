@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 
 from faultkit import BIN, assert_mlflow_matches_ledger, free_port, kill_tree, offline_env, tiny_model, wait_until
-from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.stop_rule import StopRule
+from glu_ray.trials.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.pruning.widths import TargetWidth
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from faultkit import REPO, assert_mlflow_matches_ledger, kill_tree, offline_env, tiny_model
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.trials.ledger import Event, Ledger
 
 pytestmark = pytest.mark.faults
 

@@ -3,7 +3,7 @@
 import pytest
 from transformers import LlamaConfig
 
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials, gpu_fraction
 from glu_ray.pruning.widths import TargetWidth

@@ -1,6 +1,6 @@
 import math
 
-from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.trials.ledger import Event, Ledger
 
 
 def test_append_and_read_back_including_nan(tmp_path):

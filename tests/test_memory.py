@@ -17,8 +17,8 @@ import weakref
 import pytest
 
 from conftest import save_tiny_model
-from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.stop_rule import StopRule
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.vocab import PARAMS_KEPT
 from glu_ray.models.tiny import tiny_corpus
 from glu_ray.pruning.widths import Width

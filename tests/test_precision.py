@@ -95,7 +95,7 @@ def test_eval_records_the_choice_and_the_flag_overrides_it(tiny_model_dir, tmp_p
 def test_every_trial_records_the_dtype_it_chose_in_mlflow_and_the_ledger(finished_tiny_sweep):
     import mlflow
 
-    from glu_ray.sweep.ledger import Ledger
+    from glu_ray.trials.ledger import Ledger
     from glu_ray.vocab import BF16_SPEEDUP, DTYPE_USED, ROLE_TRIAL, role_filter
 
     result, grid, opts = finished_tiny_sweep

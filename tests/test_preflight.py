@@ -95,7 +95,7 @@ def test_eval_cli_says_it_before_the_model_loads(folder, offline, tmp_path, monk
 def test_sweep_says_it_before_ray_starts(folder, offline, tmp_path, tiny_model_dir, monkeypatch):
     import glu_ray.sweep.driver as driver
     from glu_ray.pruning.widths import TargetWidth
-    from glu_ray.sweep.config import EvalSpec
+    from glu_ray.trials.config import EvalSpec
     from glu_ray.sweep.grid import ModelSpec, SweepGrid
 
     monkeypatch.setattr(driver, "_init_ray", lambda opts: pytest.fail("Ray started"))

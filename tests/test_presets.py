@@ -15,7 +15,7 @@ from glu_ray.errors import GluRayError
 from glu_ray.evaluation.benchmarks import wikitext_file
 from glu_ray.models.fetch import PROVENANCE, get_fetchable, model_dir
 from glu_ray.sweep.grid import build_trials
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 
 REPO = Path(__file__).resolve().parents[1]
 

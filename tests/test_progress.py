@@ -8,7 +8,7 @@ import math
 import pytest
 
 from glu_ray.pruning.widths import Width
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.sweep.progress import progress_line
 from glu_ray.vocab import TrialStatus
 

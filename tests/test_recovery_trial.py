@@ -14,9 +14,9 @@ from glu_ray.models.tiny import build_tiny_model, tiny_corpus, tiny_eval_text
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import TargetWidth, resolve_width
 from glu_ray.recovery import RecoverySpec
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 from glu_ray.tracking.artifacts import RECOVERY, RECOVERY_PLOT
 from glu_ray.vocab import PPL_WORD, STAGE, STATUS, TrialStatus, healed_key, is_own_metric, recover_key
 

@@ -43,7 +43,7 @@ def hub_calls(monkeypatch):
 
 def test_trust_remote_code_is_off_unless_asked(hub_calls, tiny_model_dir, tmp_path):
     from glu_ray.cli.main import main
-    from glu_ray.sweep.config import EvalSpec
+    from glu_ray.trials.config import EvalSpec
     from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
     from glu_ray.pruning.widths import TargetWidth
 

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.stop_audit import audit_points, audit_summary, summary_text, threshold_from, would_stop
 from analysis.tidy import COLUMNS
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 
 # (method, ratio) -> (stage-0 ppl, hellaswag acc, piqa acc); baseline ppl 10, hellaswag 0.60, piqa 0.80
 RUNS = {

@@ -7,9 +7,9 @@ import math
 import pytest
 
 from glu_ray.errors import GluRayError
-from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.trials.ledger import Event, Ledger
 from glu_ray.sweep.replay import replay, replay_text
-from glu_ray.sweep.stop_rule import Decision, StopRule
+from glu_ray.trials.stop_rule import Decision, StopRule
 from glu_ray.vocab import BASELINE, PPL_WORD, TRIAL_SECONDS, TrialStatus
 
 RULE = StopRule(threshold=10.0)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from glu_ray.sweep.stop_rule import StopRule
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.stop_rule import StopRule
+from glu_ray.trials.config import EvalSpec
 from faultkit import offline_env, planned_faults
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.driver import SweepOptions, run_sweep
 from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
 from glu_ray.pruning.widths import TargetWidth
@@ -185,7 +185,7 @@ def test_sweep_script_on_an_existing_cluster_through_ray_address(models, tmp_pat
 
 def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(models, tmp_path, ray_cluster,
                                                                                capsys):
-    """StopRule(reference=control): random runs in its own phase; maw at the same width carries the
+    """StopRule(reference=control): random's stage 0 is measured first; maw at the same width carries the
     control's perplexity and is stopped against it; --replay of other rules reads the same ledger."""
     from glu_ray.cli.sweep import Preset, main
 
@@ -198,9 +198,11 @@ def test_control_rule_runs_controls_first_then_judges_against_them_and_replays(m
         result = run_sweep(grid, SweepOptions(name="ctrl", storage=str(tmp_path), verbose=0))
     assert result.finished
     events = Ledger(result.experiment_dir / "ledger.jsonl").events()
-    order = [e.key for e in events if e.kind == "end"]
     control, faulted = (next(t for t in result.trials if t.metric == m) for m in ("random", "maw"))
-    assert order.index(control.key) < order.index(faulted.key)  # the control finished first
+    first = {}
+    for i, e in enumerate(events):
+        first.setdefault((e.key, e.kind), i)
+    assert first[(control.key, "reference")] < first[(faulted.key, "result")]  # the control's stage 0 came first
     assert faulted.control_ppl == pytest.approx(result.rows[control.key]["ppl/word_perplexity"])
     assert result.rows[faulted.key]["ppl/ratio_to_control"] > 3
     assert result.rows[faulted.key]["status"] == "stopped: catastrophic"

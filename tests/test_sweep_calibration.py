@@ -13,7 +13,7 @@ from glu_ray import GluRayError
 from glu_ray.models.tiny import build_tiny_model, tiny_calibration, tiny_eval_text
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import TargetWidth
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
 from glu_ray.sweep.ranking_cache import cached_rank
 

@@ -10,9 +10,9 @@ from glu_ray import vocab as V
 from glu_ray.cli.sweep import Preset, main
 from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.models.tiny import build_tiny_model, tiny_eval_text
-from glu_ray.sweep.config import EvalSpec
+from glu_ray.trials.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 from glu_ray.tracking.runs import default_tracking_uri
 
 pytestmark = pytest.mark.slow

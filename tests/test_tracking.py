@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SWEEP_EXPERIMENT as EXPERIMENT
 from conftest import SWEEP_TOKEN as TOKEN
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.driver import run_sweep
 from glu_ray.tracking.runs import REDACTED, metrics_of, scrub
 

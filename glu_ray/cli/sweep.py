@@ -9,6 +9,7 @@ trials of the experiment's ledger instead of running anything.
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -16,20 +17,22 @@ from typing import Callable
 from glu_ray.cli.calibration_flags import add_calibration_args, spec_from_args
 from glu_ray.efficiency.spec import EfficiencySpec
 from glu_ray.sweep.budget import Budget
-from glu_ray.sweep.config import EvalSpec
-from glu_ray.errors import GluRayError
+from glu_ray.trials.config import EvalSpec
+from glu_ray.errors import GluRayError, first_line
 from glu_ray.sweep.grid import ModelSpec, SweepGrid
-from glu_ray.sweep.stop_rule import REFERENCES, StopRule
+from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.cli.main import guarded
-from glu_ray.cost.estimate import print_estimate
-from glu_ray.sweep.driver import SweepOptions, run_sweep
+from glu_ray.sweep.estimate import print_estimate
+from glu_ray.sweep.driver import SweepOptions, SweepResult, run_sweep
 from glu_ray.sweep.results import format_table, results_table, trial_status_counts
 from glu_ray.models.tiny import tiny_preset_models
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.recovery.students import STUDENTS
 from glu_ray.vocab import ERROR_TAG, TrialStatus
+
+log = logging.getLogger("glu_ray")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
                    help="what --measure-efficiency measures, over the preset's: prompt_len, gen_len, batches (1/8), "
                         "repeats, answer_max_new_tokens, answer_prompts (implies --measure-efficiency)")
     p.add_argument("--estimate", action="store_true", help="print the projected GPU-hours and exit")
+    p.add_argument("--gpus", type=int, help="with --estimate: also the wall-clock time on this many GPUs (a "
+                   "simulation of the sweep's packing and order) beside the lower bound")
+    p.add_argument("--gpus-per-node", type=int, help="with --gpus: GPUs per node (default: all on one node)")
     add_calibration_args(p)
     return p
 
@@ -199,6 +205,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise GluRayError(f"--gpu-memory-gb must be > 0 (got {args.gpu_memory_gb})")
     if args.gpu_fraction is not None and not 0 < args.gpu_fraction <= 1:
         raise GluRayError(f"--gpu-fraction must be in (0, 1] (got {args.gpu_fraction})")
+    if (args.gpus is not None or args.gpus_per_node is not None) and not args.estimate:
+        raise GluRayError("--gpus and --gpus-per-node size --estimate's simulation: add --estimate")
+    for flag, value in (("--gpus", args.gpus), ("--gpus-per-node", args.gpus_per_node)):
+        if value is not None and value < 1:
+            raise GluRayError(f"{flag} must be at least 1 (got {value})")
+    if args.gpus_per_node and args.gpus and args.gpus % args.gpus_per_node:
+        raise GluRayError(f"--gpus {args.gpus} is not a whole number of nodes of --gpus-per-node {args.gpus_per_node}")
     if args.max_failures < -1:
         raise GluRayError(f"--max-failures must be >= 0, or -1 for unlimited retries (got {args.max_failures})")
     if args.ppl_text not in (None, "wikitext") and not Path(args.ppl_text).expanduser().is_file():
@@ -225,7 +238,7 @@ def main(presets: dict[str, Preset], argv: list[str] | None = None, description:
         grid = grid_from_args(args, preset)
         opts = options_from_args(args, preset)
         if args.estimate:
-            return print_estimate(grid, opts)
+            return print_estimate(grid, opts, gpus=args.gpus, gpus_per_node=args.gpus_per_node)
         return _replay(grid, opts) if args.replay else _run(grid, opts)
 
     return guarded(run, interrupted="interrupted: rerun the same command to resume (finished trials are kept)")
@@ -243,6 +256,7 @@ def _replay(grid: SweepGrid, opts: SweepOptions) -> int:
 
 def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     result = run_sweep(grid, opts)
+    write_sweep_report(result)
     table = results_table(result.trials, result.rows)
     print("\n" + format_table(table))
     print(f"\n{len(table)} trials: {trial_status_counts(table)}")
@@ -255,3 +269,27 @@ def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     print(f"results: {result.experiment_dir}\nbrowse:  glu-ray ui --tracking-uri {result.tracking_uri}")
     # Non-zero unless every trial completed or was stopped, so scripts and CI notice failures.
     return 0 if result.finished and not failed else 1
+
+
+def write_sweep_report(result: SweepResult) -> Path | None:
+    """The analysis report of the sweep's own trials and ledger rows (typed, no MLflow round trip),
+    written after the sweep returns and logged to its parent run; None when there is nothing to
+    compare yet (e.g. only baselines). Never raises: every result is in the ledger and
+    `glu-ray report` can retry. Here, in the CLI: analysis sits above glu_ray.sweep."""
+    # analysis loads matplotlib, measured +1.5 s per process (python -X importtime): paid only here.
+    from analysis import from_sweep, sweep_run_id, write_report
+
+    out = result.experiment_dir / "report"
+    try:
+        frame = from_sweep(result.trials, result.rows)
+        try:
+            run_id = sweep_run_id(result.experiment, result.tracking_uri)
+        except Exception as err:  # noqa: BLE001 - MLflow gone: the report is still written, locally
+            log.warning("the sweep's report is not logged to MLflow (%s)", first_line(err))
+            run_id = None
+        return write_report(frame, out, mlflow_run_id=run_id, tracking_uri=result.tracking_uri).parent
+    except GluRayError as err:
+        log.info("no analysis report yet: %s", err)
+    except Exception as err:  # noqa: BLE001 - every result is in the ledger; `glu-ray report` can retry
+        log.warning("could not write the sweep's analysis report: %s", err)
+    return None

@@ -27,10 +27,10 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.meter import Meter, maybe_phase
+from glu_ray.text import encode, prefix_token_id, split_documents
 
 # lm-eval's wikitext task scores `EleutherAI/wikitext_document_level`, config `wikitext-2-raw-v1`, test split.
 WIKITEXT = ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test")
-_ARTICLE = re.compile(r"^ = [^=].* = \s*$")  # ` = Title = ` starts an article; ` = = Section = = ` does not
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,6 @@ def load_documents(source: str | None = None) -> list[str]:
     return docs
 
 
-def split_documents(text: str) -> list[str]:
-    lines = text.splitlines(keepends=True)
-    if any(_ARTICLE.match(line) for line in lines):
-        docs: list[list[str]] = []
-        for line in lines:
-            if _ARTICLE.match(line) or not docs:
-                docs.append([])
-            docs[-1].append(line)
-        return ["".join(d) for d in docs if "".join(d).strip()]
-    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-
-
 def _wikitext_pages() -> list[str]:
     import datasets  # lazy: datasets costs ~1.5 s at import (python -X importtime, shared CPU)
 
@@ -87,17 +75,6 @@ def _wikitext_pages() -> list[str]:
         return list(datasets.load_dataset(path, name, split=split)["page"])
     except Exception as err:  # noqa: BLE001 - offline, no cache, hub errors: all mean "not reachable here"
         raise GluRayError(f"lm-eval's wikitext dataset is not reachable ({first_line(err)}); pass a local text file") from None
-
-
-def encode(tokenizer, text: str) -> list[int]:
-    """HFLM.tok_encode: the tokenizer's default special tokens, unless the text already starts with BOS."""
-    bos = tokenizer.decode(prefix_token_id(tokenizer))
-    add = {"add_special_tokens": False} if bos and text.startswith(bos) else {}
-    return tokenizer.encode(text, **add)
-
-
-def prefix_token_id(tokenizer) -> int:
-    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
 def windows(tokens: list[int], prefix: int, max_length: int, doc: int) -> list[Window]:

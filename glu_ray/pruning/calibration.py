@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from glu_ray.errors import GluRayError
-from glu_ray.evaluation.perplexity import encode, split_documents
+from glu_ray.text import encode, split_documents
 from glu_ray.models.loading import glu_layers
 
 WIKITEXT = "wikitext"

@@ -1,1 +1,1 @@
-"""The sweep: typed trial configs, the grid, the Ray Tune trial, the driver, the ledger."""
+"""The sweep: the grid, the Ray Tune trial, the driver (typed trial configs and the ledger: glu_ray.trials)."""

@@ -1,11 +1,13 @@
-"""Run a SweepGrid on Ray Tune: baselines first, then the pruned grid, resumable by rerun.
+"""Run a SweepGrid on Ray Tune: references' stage 0 first, then every trial at once, resumable by rerun.
 
-Phase 1 evaluates each model's unpruned baseline once; when the stop rule compares with the
-random-pruning control (StopRule.reference "control"), the controls run next; the last phase runs
-every other (model, metric, width) with the baseline's (and its control's) perplexity in its
-config, so a trial can stop itself after stage 0. An interrupted phase (Ctrl-C) ends the sweep. The
-ledger (see ledger.py) is the source of truth: a rerun of the same command skips every trial
-that already finished, so nothing is rerun and nothing logged twice.
+No phase barrier (sweep/plan.py): a pruned trial needs only its reference's stage-0 perplexity
+(its model's baseline; with StopRule.reference "control", also the random control's at its
+width), so those are measured first, each alone and stopped after stage 0 (seconds per model);
+then one Tune experiment runs the full baselines and the whole grid, longest expected trials
+first, each pruned trial with its references' perplexity in its config so it can stop itself
+after stage 0. An interrupted step (Ctrl-C) ends the sweep. The ledger (glu_ray/trials/ledger.py)
+is the source of truth: a rerun of the same command skips every trial that already finished and
+every reference already measured, so nothing is rerun and nothing logged twice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import logging
-import math
 import os
 import platform
 import socket
@@ -26,19 +27,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from glu_ray.sweep.config import EvalSpec, TrialConfig
+from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.perplexity import load_documents
 from glu_ray.evaluation.preflight import check_suite_inputs
 from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
-from glu_ray.sweep.ledger import Ledger
+from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.sweep.lock import experiment_lock
-from glu_ray.sweep.results import results_table, write_report
+from glu_ray.sweep.estimate import modelled_times, trial_costs
+from glu_ray.sweep.plan import expected_seconds, longest_first, reference_trials, with_references
+from glu_ray.sweep.results import results_table
 from glu_ray.sweep.trial import run_trial
 from glu_ray.tracking.runs import Tracker, default_tracking_uri
-from glu_ray.vocab import PPL_RATIO, PPL_WORD, safe
+from glu_ray.vocab import PPL_RATIO, PPL_WORD, STAGE, safe
 
 log = logging.getLogger("glu_ray")
 
@@ -65,6 +68,7 @@ class SweepResult:
     finished: bool  # every trial completed, stopped or failed
     experiment_dir: Path
     tracking_uri: str
+    experiment: str = ""  # the MLflow experiment (SweepOptions.name)
 
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
@@ -90,7 +94,8 @@ def experiment_dir(opts: SweepOptions) -> Path:
 def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Path) -> SweepResult:
     ledger = Ledger(root / "ledger.jsonl")
     cache = str(root / "rankings")
-    baselines, pruned = ([_with_artifact_dir(c, root) for c in group] for group in (baselines, pruned))
+    baselines = [_with_artifact_dir(c, root) for c in baselines]
+    pruned = [replace(_with_artifact_dir(c, root), ranking_cache=cache) for c in pruned]
     tracker, uri = _tracker(opts, root)
     _init_ray(opts)
     tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
@@ -98,35 +103,62 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     tracker.set_runs_view(headline_keys(baselines + pruned))
     tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
 
-    whole = _run_phase("baselines", baselines, ledger, tracker, opts, root)
-    done = ledger.results()  # read once: the ledger is a file
-    ppl = {c.model: done.get(c.key, {}).get(PPL_WORD) for c in baselines}
-    pruned = [replace(c, baseline_ppl=_finite(ppl.get(c.model)), ranking_cache=cache) for c in pruned]
-    controls = [c for c in pruned if grid.stop.needs_control(grid.metrics) and c.metric == grid.stop.control_metric]
-    rest = [c for c in pruned if c not in controls]
-    if controls and whole:
-        configs.update({c.key: c for c in controls})
-        whole = _run_phase("controls", controls, ledger, tracker, opts, root)
-        done = ledger.results()
-        ctrl = {(c.model, c.width.width): _finite(done.get(c.key, {}).get(PPL_WORD)) for c in controls}
-        rest = [replace(c, control_ppl=ctrl.get((c.model, c.width.width))) for c in rest]
-    pruned = controls + rest
-    configs.update({c.key: c for c in pruned})
+    references = reference_trials(baselines, pruned, grid.stop, grid.metrics)
+    whole = _measure_references(references, ledger, opts, root)
+    ready, held = with_references(pruned, ledger.stage0(), baselines, references)
+    configs.update({c.key: c for c in ready})
     if whole:
-        _run_phase("grid", rest, ledger, tracker, opts, root)
+        trials = baselines + ready
+        _run_phase("sweep", longest_first(trials, _expected_seconds(trials, ledger, opts)), ledger, tracker, opts, root)
+    if held:
+        log.warning("%d pruned trial(s) not started: their reference's stage 0 was not measured (%s); rerun the "
+                    "same command", len(held), ", ".join(sorted({c.model_name for c in held})))
 
     rows = ledger.results()
-    trials = tuple(baselines + pruned)
+    trials = tuple(baselines + [configs[c.key] for c in pruned])  # grid order
     ended = {e.key for e in ledger.events() if e.kind == "end"}
     finished = all(c.key in ended for c in trials)
     try:
         tracker.sync(ledger, configs)
-        tracker.publish(results_table(trials, rows), write_report(trials, rows, root / "report"))  # never raises
+        tracker.publish(results_table(trials, rows), None)  # never raises; the CLI adds the report (above the sweep)
         tracker.end_sweep(finished)
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
                     "rerun the same command when it is back to log them", uri, first_line(err), ledger.path)
-    return SweepResult(trials, rows, finished, root, uri)
+    return SweepResult(trials, rows, finished, root, uri, opts.name)
+
+
+def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Path) -> bool:
+    """Each reference not yet measured: its trial, stopped by Tune after stage 0, alone on a whole
+    GPU (the cluster is otherwise idle: first-fit would stack fractional ones on one GPU). False
+    when cut short (Ctrl-C), so the sweep does not start."""
+    from glu_ray.sweep.references import ReferenceCallback  # lazy: Tune (see _run_phase)
+
+    measured = ledger.stage0()
+    pending = [c for c in references if c.key not in measured]
+    if not pending:
+        return True
+    done = ReferenceCallback(ledger, opts.verbose)
+    gpu_mem = gpu_memory(opts.gpu_memory_gb)
+    _fit("references", pending, [done], lambda config: _resources(config, opts, gpu_mem, whole_gpu=True), opts, root,
+         stop={STAGE: 0})  # a trial's first report is its stage 0
+    return done.ended >= {c.key for c in pending}
+
+
+def _expected_seconds(trials, ledger: Ledger, opts: SweepOptions) -> dict[str, float]:
+    """The order's key: the cost model's seconds on a GPU; on a CPU, scaled to the ledger's
+    measured trial times (plan.expected_seconds). Grid order when the model cannot price a trial."""
+    import ray  # lazy, as in _resources
+
+    gpu = ray.cluster_resources().get("GPU", 0) > 0
+    mem = gpu_memory(opts.gpu_memory_gb)
+    share_of = (lambda c: opts.gpu_fraction or gpu_fraction(c.num_params, mem)) if gpu else (lambda c: 1.0)
+    try:
+        modelled = {k: t.full for k, t in modelled_times(trial_costs(trials, share_of)).items()}
+    except Exception as err:  # noqa: BLE001 - an order is an optimisation: never a reason to stop the sweep
+        log.warning("trials run in grid order: the cost model could not price them (%s)", first_line(err))
+        return {}
+    return expected_seconds(trials, modelled, None if gpu else ledger.results())
 
 
 def headline_keys(trials) -> list[str]:
@@ -138,12 +170,9 @@ def headline_keys(trials) -> list[str]:
 
 
 def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
-    """Run the phase's unfinished trials; False when it was cut short (Ctrl-C: Tune returns
-    from fit with trials that never ended), so the next phase does not start."""
-    # Ray Tune and the callbacks (which subclass Tune's) are imported where a sweep runs: Tune
-    # costs ~5 s at import (python -X importtime), which --estimate and --help never need.
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    """Run the trials not finished yet, in the given order (Tune's grid_search keeps it); False when
+    it was cut short (Ctrl-C: Tune returns from fit with trials that never ended)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback  # lazy: Tune (see _fit)
 
     from glu_ray.sweep.progress import ProgressCallback
     from glu_ray.tracking.callback import TrackingCallback
@@ -153,18 +182,30 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
     if not pending:
         return True
     gpu_mem = gpu_memory(opts.gpu_memory_gb)
-    trainable = tune.with_resources(run_trial, lambda config: _resources(config, opts, gpu_mem))
+    # Tune's per-trial CSV/JSON results stay; its TensorBoard logger only at verbose 2 (MLflow is
+    # the tracker, and that logger warns once per trial about tuple params).
+    callbacks = [TrackingCallback(ledger, tracker), CSVLoggerCallback(), JsonLoggerCallback()] \
+        + ([ProgressCallback(len(pending), budget=opts.budget)] if opts.verbose else [])
+    _fit(phase, pending, callbacks, lambda config: _resources(config, opts, gpu_mem), opts, root)
+    ended = {e.key for e in ledger.events() if e.kind == "end"}
+    return all(c.key in ended for c in pending)
+
+
+def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, stop=None) -> None:
+    """One Tune experiment over ``pending``, in order."""
+    # Ray Tune and the callbacks (which subclass Tune's) are imported where a sweep runs: Tune
+    # costs ~5 s at import (python -X importtime), which --estimate and --help never need.
+    from ray import tune
+
     tuner = tune.Tuner(
-        trainable,
+        tune.with_resources(run_trial, resources),
         param_space={"trial": tune.grid_search([c.to_dict() for c in pending])},
         tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(root / "ray"),
-            # Tune's per-trial CSV/JSON results stay; its TensorBoard logger only at verbose 2
-            # (MLflow is the tracker, and that logger warns once per trial about tuple params).
-            callbacks=[TrackingCallback(ledger, tracker), CSVLoggerCallback(), JsonLoggerCallback()]
-            + ([ProgressCallback(len(pending), budget=opts.budget)] if opts.verbose else []),
+            callbacks=callbacks,
+            stop=stop,
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             # Tune's reporter (a configuration box per trial, a status table) only at verbose 2:
             # below it, ProgressCallback prints one line per trial event instead.
@@ -172,9 +213,7 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
         ),
     )
     with _tune_env(quiet=opts.verbose < 2):
-        tuner.fit()  # trial errors are recorded by the callback, never raised here
-    ended = {e.key for e in ledger.events() if e.kind == "end"}
-    return all(c.key in ended for c in pending)
+        tuner.fit()  # trial errors are recorded by the callbacks, never raised here
 
 
 @contextmanager
@@ -195,12 +234,12 @@ def _tune_env(quiet: bool) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _resources(config: dict, opts: SweepOptions, gpu_mem: int) -> dict:
-    import ray  # lazy: ~1 s at import, only where a sweep runs (see _run_phase)
+def _resources(config: dict, opts: SweepOptions, gpu_mem: int, whole_gpu: bool = False) -> dict:
+    import ray  # lazy: ~1 s at import, only where a sweep runs (see _fit)
 
     cfg = TrialConfig.from_dict(config["trial"])
     if ray.cluster_resources().get("GPU", 0) > 0:
-        frac = opts.gpu_fraction or gpu_fraction(cfg.num_params, gpu_mem)
+        frac = 1.0 if whole_gpu else opts.gpu_fraction or gpu_fraction(cfg.num_params, gpu_mem)
         return {"cpu": opts.cpus_per_trial, "gpu": frac}
     return {"cpu": opts.cpus_per_trial}
 
@@ -260,10 +299,6 @@ def _with_artifact_dir(cfg: TrialConfig, root: Path) -> TrialConfig:
     # Readable, and unique: two models may share a short name.
     slug = safe(cfg.name).replace("/", "_") + "-" + hashlib.sha1(cfg.key.encode()).hexdigest()[:8]
     return replace(cfg, artifact_dir=str(root / "trials" / slug))
-
-
-def _finite(x) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def _provenance() -> dict[str, str]:

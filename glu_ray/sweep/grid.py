@@ -21,8 +21,8 @@ from glu_ray.pruning.calibration import CalibrationSpec, calibration_documents
 from glu_ray.pruning.importance import get_metric
 from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
 from glu_ray.recovery.spec import RecoverySpec
-from glu_ray.sweep.config import EvalSpec, TrialConfig
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.config import EvalSpec, TrialConfig
+from glu_ray.trials.stop_rule import StopRule
 
 
 @dataclass(frozen=True)

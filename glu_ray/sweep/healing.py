@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from glu_ray.models.loading import free_memory, load_model
 from glu_ray.recovery import heal, healing_tokens
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.trials.config import TrialConfig
 from glu_ray.tracking import artifacts as trial_artifacts
 from glu_ray.vocab import TrialStatus, healed_key
 

@@ -22,8 +22,8 @@ from typing import TextIO
 from ray.tune import Callback
 
 from glu_ray.sweep.budget import Budget
-from glu_ray.sweep.config import TrialConfig
 from glu_ray.sweep.progress_log import create_progress_log
+from glu_ray.trials.config import TrialConfig
 from glu_ray.vocab import BASELINE, METRIC, PPL_RATIO, PPL_SECONDS, PPL_WORD, STAGE, STATUS, TrialStatus, ratio_label
 
 

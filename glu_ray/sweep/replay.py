@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from glu_ray.sweep.ledger import Ledger
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.ledger import Ledger
+from glu_ray.trials.stop_rule import StopRule
 from glu_ray.vocab import METRIC, MODEL, MODEL_NAME, PPL_WORD, PRUNING_PCT, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, \
     WIDTH, TrialStatus
 

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import pandas as pd
 
-from glu_ray.errors import GluRayError
 from glu_ray.vocab import (DECODE_TOK_S, PPL_RATIO, PPL_WORD, STATUS, TrialStatus, efficiency_key, healed_key,
                            ratio_label)
-
-log = logging.getLogger("glu_ray")
 
 
 def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
@@ -46,21 +40,3 @@ def format_table(df: pd.DataFrame) -> str:
 
 def trial_status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
-
-
-def write_report(trials, rows: dict[str, dict], out_dir: Path) -> Path | None:
-    """The analysis report of the sweep's own trials and ledger rows (typed, no MLflow round trip);
-    None when there is nothing to compare yet (e.g. only baselines). Never raises."""
-    # Imported here: analysis sits above glu_ray (it reads glu_ray's configs), and it loads
-    # matplotlib, measured +1.5 s per process (python -X importtime), paid only at a sweep's end.
-    from analysis import from_sweep, write_report as write_analysis
-
-    try:
-        write_analysis(from_sweep(trials, rows), out_dir)
-    except GluRayError as err:
-        log.info("no analysis report yet: %s", err)
-        return None
-    except Exception as err:  # noqa: BLE001 - every result is in the ledger; `glu-ray report` can retry
-        log.warning("could not write the sweep's analysis report: %s", err)
-        return None
-    return Path(out_dir)

@@ -24,14 +24,14 @@ from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
 from glu_ray.efficiency.measure import measure_efficiency
-from glu_ray.sweep.config import TrialConfig
+from glu_ray.trials.config import TrialConfig
 from glu_ray.models.loading import free_memory, load_model, param_count, resolve_dtype
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.healing import with_healing
 from glu_ray.sweep.progress_log import trial_sink
 from glu_ray.sweep.ranking_cache import cached_rank
-from glu_ray.vocab import (BF16_SPEEDUP, DTYPE_USED, PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD, PRUNE_SECONDS,
-                           RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
+from glu_ray.vocab import (BF16_SPEEDUP, DTYPE_USED, PARAMS_KEPT, PPL_BYTE, PPL_CONTROL_RATIO, PPL_RATIO, PPL_SECONDS, PPL_WORD,
+                           PRUNE_SECONDS, NODE_ID, RANKING_CACHED, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus,
                            eval_seconds_key)
 
 
@@ -63,7 +63,7 @@ def run_trial(config: dict) -> None:
         def send(stage: int, metrics: dict, status: TrialStatus) -> None:
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
             tune.report({**ident, **metrics, TRIAL_SECONDS: elapsed, TRIAL_CPU_SECONDS: time.process_time() - cpu_start,
-                         STAGE: stage, STATUS: status.value})
+                         STAGE: stage, STATUS: status.value, NODE_ID: _node_id()})
 
         sink = trial_sink(cfg.name)  # progress lines to the driver's terminal, where it listens
         meter = Meter(sink) if sink else None
@@ -158,3 +158,10 @@ def _use_assigned_cpus() -> None:
         return
     if cpus:
         torch.set_num_threads(max(1, int(cpus)))
+
+
+def _node_id() -> str:
+    """The Ray node this attempt runs on (tracking tags the run with it): "" outside Ray."""
+    import ray  # lazy, as tune above
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""

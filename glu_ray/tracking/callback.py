@@ -11,8 +11,8 @@ import logging
 
 from ray.tune import Callback
 
-from glu_ray.sweep.config import TrialConfig
-from glu_ray.sweep.ledger import Event, Ledger
+from glu_ray.trials.config import TrialConfig
+from glu_ray.trials.ledger import Event, Ledger
 from glu_ray.tracking.runs import Tracker, metrics_of
 from glu_ray.vocab import BOOKKEEPING, IDENTITY, STAGE, STATUS, TrialStatus, is_own_metric, safe
 
@@ -68,8 +68,8 @@ class TrackingCallback(Callback):
         self._end(trial, status, None if status is not TrialStatus.FAILED else "trial ended before its last stage")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        err = _error_text(trial) or "trial raised"
-        self._end(trial, TrialStatus.FAILED, _last_line(str(err)))
+        err = error_text(trial) or "trial raised"
+        self._end(trial, TrialStatus.FAILED, last_line(str(err)))
 
     def _end(self, trial, status: TrialStatus, error: str | None) -> None:
         cfg = self._cfg(trial)
@@ -88,7 +88,7 @@ def own_metrics(cfg: TrialConfig):
     return lambda key: is_own_metric(key, names)
 
 
-def _error_text(trial) -> str | None:
+def error_text(trial) -> str | None:
     """The trial's traceback. Ray writes it to the trial's local error file first (``error_file``)
     and copies it to storage (``get_error``) later; older Rays kept ``error_msg``."""
     for read in (lambda: open(trial.error_file).read(), trial.get_error):
@@ -101,6 +101,6 @@ def _error_text(trial) -> str | None:
     return getattr(trial, "error_msg", None)
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else text

@@ -4,7 +4,7 @@ Layout: one experiment per sweep; one parent run (tag ``glu_ray.role=sweep``) an
 per trial (``glu_ray.role=trial``, ``mlflow.parentRunId``), named like ``Llama-3.2-1B/maw/2.4x``.
 Child runs carry params, per-stage metrics (step = stage), a ``glu_ray.status`` tag and the
 trial's files (trial_artifacts.py). The parent run gets the hardware at the start and the results
-table and the report folder the sweep wrote (glu_ray.sweep.results.write_report) at the end. Every write can be replayed from the ledger, so reruns and
+table at the end, and the report folder the CLI writes after the sweep (glu_ray.cli.sweep). Every write can be replayed from the ledger, so reruns and
 a returning server never duplicate. Nothing that looks like a credential is ever written (see
 ``scrub``).
 """
@@ -26,9 +26,9 @@ import torch
 from huggingface_hub import get_token
 
 from glu_ray.models.precision import AUTO
-from glu_ray.sweep.config import TrialConfig
-from glu_ray.sweep.ledger import Ledger
-from glu_ray.vocab import (BOOKKEEPING, DTYPE_USED, ERROR_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
+from glu_ray.trials.config import TrialConfig
+from glu_ray.trials.ledger import Ledger
+from glu_ray.vocab import (BOOKKEEPING, DTYPE_USED, ERROR_TAG, NODE_ID, NODE_TAG, EXPANSION_RATIO, IDENTITY, KEY_TAG, METRIC, PARAMS_KEPT, PRUNING_PCT,
                            REPORT_TAG, ROLE_SWEEP, ROLE_TAG, ROLE_TRIAL, RUNS_VIEW_TAG, STATUS_TAG, TRIAL_CONFIG_TAG,
                            WIDTH, TrialStatus)
 
@@ -280,7 +280,8 @@ class Tracker:
         # loaded and pruned; every stage reports them.
         params = {k: str(int(v) if k == PARAMS_KEPT else v) for k, v in data.items()
                   if k in (PARAMS_KEPT, DTYPE_USED)} if stage == 0 else None
-        self._log(run_id, metrics=metrics_of(data), params=params, step=stage)
+        tags = {NODE_TAG: str(data[NODE_ID])} if stage == 0 and data.get(NODE_ID) else None  # where this attempt ran
+        self._log(run_id, metrics=metrics_of(data), params=params, tags=tags, step=stage)
 
     def log_trial_artifacts(self, run_id: str, folder: str | None) -> None:
         """The files the trial wrote (trial_artifacts.py), credentials redacted; re-logging overwrites."""

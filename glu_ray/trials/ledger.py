@@ -3,6 +3,10 @@
 It is written by the driver before anything is sent to MLflow, fsync'd line by line, so a killed
 driver or an unreachable tracking server never loses a finished result. A rerun reads it to skip
 trials that already finished, and MLflow is (re)synced from it idempotently.
+
+Kinds of event: ``result`` (a trial's stage), ``end`` (its final status), and ``reference``: the
+stage 0 of a trial measured alone before the sweep, for the trials that read it (sweep/plan.py).
+A reference is not a trial result: ``results`` and ``finished`` never see it (nor MLflow).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glu_ray.vocab import STATUS, TrialStatus
+
+
+REFERENCE = "reference"  # an event kind: a reference trial's stage 0, measured before the sweep
 
 
 def _clean(value):
@@ -30,7 +37,7 @@ def _restore(value):
 @dataclass(frozen=True)
 class Event:
     key: str  # TrialConfig.key
-    kind: str  # "result" (one per stage) or "end"
+    kind: str  # "result" (one per stage), "end", or REFERENCE
     stage: int | None
     status: TrialStatus
     data: dict  # metrics and identity for results; {"error": ...} for failed ends
@@ -87,9 +94,16 @@ class Ledger:
         """Trial key -> merged metrics of its latest attempt, plus its status (last one wins)."""
         rows: dict[str, dict] = {}
         for e in self.events():
+            if e.kind == REFERENCE:
+                continue
             if e.kind == "result" and e.stage == 0:
                 rows[e.key] = {}  # a new attempt starts at stage 0: forget a failed one's stages
             row = rows.setdefault(e.key, {})
             row.update(e.data)
             row[STATUS] = e.status
         return rows
+
+    def stage0(self) -> dict[str, dict]:
+        """Trial key -> its latest stage-0 data, from a reference run or the trial itself (one
+        that failed later still measured it): what the trials that compare with it read."""
+        return {e.key: e.data for e in self.events() if e.stage == 0 and e.kind in ("result", REFERENCE)}

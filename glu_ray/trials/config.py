@@ -15,7 +15,7 @@ from glu_ray.evaluation.suites import Suite, load_suite
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.pruning.widths import Width
 from glu_ray.recovery.spec import RecoverySpec
-from glu_ray.sweep.stop_rule import StopRule
+from glu_ray.trials.stop_rule import StopRule
 from glu_ray.vocab import (
     BASELINE,
     EXPANSION_RATIO,
