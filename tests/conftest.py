@@ -165,3 +165,43 @@ def finished_tiny_sweep(tmp_path_factory, ray_cluster):
         else:
             os.environ["HF_TOKEN"] = saved_token
     return result, grid, opts
+
+
+# -- the local Hugging Face hub (tools/hub_mirror) ----------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+HUB_DIR = REPO / ".cache" / "hub-mirror"  # what `make mirror` builds and serves
+HUB_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+class Hub:
+    """The running local hub: its endpoint, and the environment of a subprocess that talks to it."""
+
+    def __init__(self, endpoint: str, home: Path):
+        self.endpoint, self.home = endpoint, home
+
+    def env(self, endpoint: str | None = None, **extra: str) -> dict[str, str]:
+        """This process's environment with HF_ENDPOINT at the hub (or ``endpoint``) and the offline
+        switches unset: for that subprocess only (every other test stays offline). Its own
+        Hugging Face cache, so every file comes through the hub; NLTK's punkt_tab from ../shared
+        (lm-eval's ifeval scoring; a user's NLTK finds its own)."""
+        env = {k: v for k, v in os.environ.items() if k not in HUB_OFFLINE_VARS}
+        return {**env, "HF_ENDPOINT": endpoint or self.endpoint, "HF_HOME": str(self.home),
+                "NLTK_DATA": str(SHARED / "assets" / "nltk_data"), "PYTHONPATH": str(REPO),
+                "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """The local hub, built (cached by its inputs) and started once per session; one that `make
+    mirror` started is reused and left running. Skips where ../shared, its source, is absent."""
+    import sys
+
+    if not (SHARED / "assets" / "benchmarks").is_dir():
+        pytest.skip("../shared/assets absent: the local hub (tools/hub_mirror) is built from it")
+    sys.path.insert(0, str(REPO / "tools" / "hub_mirror"))
+    import serve
+
+    endpoint, started = serve.up(HUB_DIR)
+    yield Hub(endpoint, tmp_path_factory.mktemp("hf-home"))
+    if started:
+        serve.down(HUB_DIR)

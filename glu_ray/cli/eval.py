@@ -12,7 +12,7 @@ from lm_eval.utils import simple_parse_args_string
 from glu_ray.errors import GluRayError
 from glu_ray.evaluation.harness import format_table, run_suite
 from glu_ray.evaluation.meter import Meter
-from glu_ray.evaluation.preflight import check_suite_inputs
+from glu_ray.evaluation.preflight import check_hub_inputs, check_suite_inputs
 from glu_ray.evaluation.suites import SUITES, load_suite, with_fewshot
 from glu_ray.models.loading import load_model, resolve_dtype
 from glu_ray.models.precision import AUTO, check_dtype
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise GluRayError(f"suite {suite.name!r} has no {args.stage} benchmarks among those selected")
     check_suite_inputs(suite, benchmarks)
     check_dtype(args.dtype)
+    check_hub_inputs([(args.model, None)], [(suite, benchmarks)])  # online: the model and every dataset, one pass
     out = Path(args.out)
     if not out.parent.exists():
         raise GluRayError(f"--out folder {out.parent} does not exist")

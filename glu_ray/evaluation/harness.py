@@ -17,7 +17,6 @@ from itertools import groupby
 from typing import Iterable, Mapping
 
 from glu_ray.errors import GluRayError, first_line
-from glu_ray.evaluation.benchmarks import check_benchmarks
 from glu_ray.vocab import metric_key, split_lm_eval_key
 from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.metered_lm import metered_hflm
@@ -81,12 +80,6 @@ def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> 
         raise GluRayError(f"unknown lm-eval task(s) {', '.join(missing)}: not found in {where}")
 
 
-def check_data(suite: Suite) -> None:
-    """A suite of real items needs their folder, every file matching its manifest (see evaluation/benchmarks.py)."""
-    if suite.reads_benchmarks:
-        check_benchmarks()
-
-
 def check_tokenizer(tokenizer, suite: Suite) -> None:
     if tokenizer is None:
         raise GluRayError("evaluation needs the model's tokenizer, got None")
@@ -113,7 +106,6 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
     check_tokenizer(tokenizer, suite)
     check_tasks(suite, benchmarks)
-    check_data(suite)
     if suite.max_gen_toks:  # the suite's cap; an explicit gen_kwargs max_gen_toks still wins
         gen_kwargs = {"max_gen_toks": suite.max_gen_toks, **(gen_kwargs or {})}
     length = context_length(model, max_length or suite.max_length)
@@ -171,7 +163,7 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
         )
     except ConnectionError as err:  # datasets' error for a hub dataset it could neither reach nor find cached
         raise GluRayError(f"a task's data is not reachable: {first_line(err)}; offline, cache it once online "
-                          "or use a suite that reads local items (real, real_instruct)") from None
+                          "(or point HF_ENDPOINT at a hub that has it)") from None
     finally:
         tokenizer.pad_token = pad_token
         del lm

@@ -1,7 +1,7 @@
 """Before any model loads: lm-eval knows every task, and every task's data can be read.
 
-Online, the hub serves whatever is not cached, so task names and the real items' manifest are all
-there is to check. Offline (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE``), a hub dataset missing
+Online, ``check_hub_inputs`` asks the hub in use (HF_ENDPOINT) for every model and dataset
+repository the run needs, in one pass (glu_ray/hub_repos.py). Offline (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE``), a hub dataset missing
 from the local cache fails inside lm-eval only after the model has loaded; in a sweep, in every
 trial after its stage 0. So offline, each task's hub dataset is resolved here, the way lm-eval's
 ``download()`` will resolve it (``datasets.load_dataset_builder``: the cache lookup, no data read).
@@ -12,22 +12,47 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from glu_ray.errors import GluRayError
-from glu_ray.evaluation.harness import check_data, check_tasks, task_manager
+from glu_ray.evaluation.harness import check_tasks, task_manager
+from glu_ray.evaluation.perplexity import WIKITEXT
 from glu_ray.evaluation.suites import Benchmark, Suite
+from glu_ray.hub_repos import DATASET, MODEL, Repo, check_repos, is_hub_id
+
+STAGE0 = "stage 0 (WikiText-2)"
+
+
+def check_hub_inputs(models: Iterable[tuple[str, str | None]], evals: Iterable[tuple[Suite, Iterable[Benchmark]]],
+                     *, stage0: bool = False) -> None:
+    """Online: every hub model (source, revision), every hub dataset the benchmarks' tasks read, and
+    stage 0's WikiText-2 when ``stage0``, asked for at the endpoint in use in one pass."""
+    from huggingface_hub import constants  # lazy: with the first hub call
+
+    if constants.HF_HUB_OFFLINE:
+        return  # check_hub_data: the local cache
+    needs: dict[Repo, list[str]] = {Repo(MODEL, source, revision): [] for source, revision in models
+                                    if is_hub_id(source)}
+    for suite, benchmarks in evals:
+        benchmarks = tuple(benchmarks)
+        index = task_manager(suite.tasks_dirs, tuple(b.task for b in benchmarks)).task_index
+        for bench in benchmarks:
+            for path, _ in hub_datasets(index, bench.task):
+                readers = needs.setdefault(Repo(DATASET, path), [])
+                readers += [] if bench.name in readers else [bench.name]
+    if stage0:
+        needs.setdefault(Repo(DATASET, WIKITEXT[0]), []).append(STAGE0)
+    check_repos(needs)
 
 
 def check_suite_inputs(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
     """Names known to lm-eval, the real items' manifest, and offline, every hub dataset cached."""
     benchmarks = tuple(benchmarks or suite.benchmarks)
     check_tasks(suite, benchmarks)
-    check_data(suite)
     check_hub_data(suite, benchmarks)
 
 
 def check_hub_data(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
     import datasets  # lazy: datasets costs ~1.5 s at import (python -X importtime, shared CPU)
 
-    if not datasets.config.HF_HUB_OFFLINE or suite.reads_benchmarks:  # real suites: check_data's manifest
+    if not datasets.config.HF_HUB_OFFLINE:
         return
     benchmarks = tuple(benchmarks or suite.benchmarks)
     index = task_manager(suite.tasks_dirs, tuple(b.task for b in benchmarks)).task_index
@@ -44,8 +69,7 @@ def check_hub_data(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) 
     if missing:
         what = "; ".join(f"{_label(path, configs)} for {', '.join(readers)}" for path, (configs, readers) in missing.items())
         raise GluRayError(f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and not in the Hugging Face cache: "
-                          f"{what}. Run once online to cache them, or use a suite that reads local items "
-                          f"(--suite real, real_instruct)")
+                          f"{what}. Run once online (or with HF_ENDPOINT at a hub that has them) to cache them")
 
 
 def _label(path: str, configs: set) -> str:

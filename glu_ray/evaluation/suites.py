@@ -1,8 +1,8 @@
 """Benchmark suites as data: ``glu_ray/evaluation/suites/*.yaml`` loaded into validated, frozen dataclasses.
 
 A suite YAML holds ``name``, ``apply_chat_template``, ``max_length``, optional ``tasks_dir``
-(an lm-eval include path, relative to the YAML), ``max_gen_toks`` (a cap on every generating task),
-``reads_benchmarks`` (its tasks read ../shared/assets/benchmarks) and ``benchmarks``; ``extends: other`` starts from
+(an lm-eval include path, relative to the YAML), ``max_gen_toks`` (a cap on every generating task)
+and ``benchmarks``; ``extends: other`` starts from
 another suite's benchmarks, ``drop: [names]`` removes some of them. A user's own task folder
 (glu_ray.evaluation.task_folder) adds its tasks, groups and tags; ``with_fewshot`` applies few-shot
 counts given on the command line. Everything is checked here, before any model loads, so a typo
@@ -27,7 +27,7 @@ __all__ = ["CAPABILITIES", "SUITES", "STAGES", "Benchmark", "Suite", "TaskFolder
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 SPLIT_SIZES = Path(__file__).resolve().parent / "split_sizes.yaml"
-SUITES = ("base", "instruct", "study", "tiny", "real", "real_instruct")
+SUITES = ("base", "instruct", "study", "tiny")
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -36,7 +36,6 @@ class Suite:
     tasks_dirs: tuple[str, ...]  # include paths for lm-eval's TaskManager: the suite's own, then the user's
     max_length: int | None  # fixed context for HFLM so perplexities are comparable across trials
     max_gen_toks: int | None = None  # cap on new tokens of every generate_until task (None: each task's own)
-    reads_benchmarks: bool = False  # its tasks read the real items (glu_ray/evaluation/benchmarks.py)
 
     def stage(self, name: str) -> tuple[Benchmark, ...]:
         if name not in STAGES:
@@ -110,8 +109,7 @@ def _resolve(path: Path, seen: tuple[str, ...] = ()) -> Suite:
     max_gen_toks = data.get("max_gen_toks", parent.max_gen_toks if parent else None)
     if max_gen_toks is not None and (not isinstance(max_gen_toks, int) or max_gen_toks < 1):
         raise GluRayError(f"{where}: max_gen_toks must be a positive integer, got {max_gen_toks!r}")
-    reads = data.get("reads_benchmarks", parent.reads_benchmarks if parent else False)
-    return Suite(data["name"], tuple(benchmarks), bool(chat), tasks_dirs, max_length, max_gen_toks, bool(reads))
+    return Suite(data["name"], tuple(benchmarks), bool(chat), tasks_dirs, max_length, max_gen_toks)
 
 
 def _suite_path(name_or_path: str, relative_to: Path = SUITES_DIR) -> Path:

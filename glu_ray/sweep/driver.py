@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.perplexity import load_documents
-from glu_ray.evaluation.preflight import check_suite_inputs
+from glu_ray.evaluation.preflight import check_hub_inputs, check_suite_inputs
 from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.trials.ledger import Ledger
@@ -72,6 +72,9 @@ class SweepResult:
 
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
+    check_hub_inputs(((m.source, m.revision) for m in grid.models),  # online: every repo, one pass
+                     ((s, s.benchmarks) for s in {replace(grid.eval, suite=m.suite).load_suite() for m in grid.models}),
+                     stage0=grid.eval.ppl_text in (None, "wikitext"))
     baselines, pruned = build_trials(grid)  # all input checks, before Ray starts
     check_eval_inputs(c.eval for c in baselines)
     root = experiment_dir(opts)
