@@ -85,10 +85,10 @@ SMOL = Preset(
 # (at 10% MAW costs ~15x the baseline perplexity and runs on, VOW and PON cost thousands of times
 # and stop after stage 0), two small real tasks for the trials that run on. Sized for ~10 minutes
 # on 2 cores of a CPU without bf16 units, where `dtype: auto` measures fp32 faster (bench/cpu_speed.py
-# masked to AVX2 on this box's AMD EPYC: fp32 236 tokens per CPU second on 3 WikiText-2 pages, so
-# stage 0 (3 pages, 9,675 tokens) ~41 s a trial; PIQA and HellaSwag at 60 items ~90 CPU-s;
-# baselines first, then MAW beside VOW and PON: about 2 x 135 s of trials plus start-up). Batch 4
-# keeps one forward pass near 20 s there, so the progress counts move between the 20-s lines.
+# on an AMD EPYC: fp32 236 tokens per CPU second on 3 WikiText-2 pages, so stage 0 (the first 3
+# pages, 9,728 tokens) ~41 s a trial; PIQA and HellaSwag at 60 items ~90 CPU-s; the baseline's stage
+# 0 first, then the rest on two cores: about 45 + 2 x 180 s of trials plus start-up). Batch 4 keeps
+# one forward pass near 20 s there, so the progress counts move between the 20-s lines.
 DEMO = Preset(
     models=(ModelSpec(SMOLLM2, "instruct"),),
     metrics=("maw", "vow", "pon"),
