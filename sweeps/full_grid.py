@@ -69,12 +69,12 @@ SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def _smol_eval(storage, **kw) -> EvalSpec:
-    return EvalSpec(**{"suite": "instruct", "limit": 30, "batch_size": 8, "max_length": 1024,
+    return EvalSpec(**{"suite": "instruct_mixed", "limit": 30, "batch_size": 8, "max_length": 1024,
                        "ppl_max_docs": 6, **kw})
 
 
 SMOL = Preset(
-    models=(ModelSpec(SMOLLM2, "instruct"),),
+    models=(ModelSpec(SMOLLM2, "instruct_mixed"),),
     metrics=("maw", "vow", "pon", "l2", "random"),
     pruning_pcts=(10, 30, 50),
     eval=_smol_eval,
@@ -90,7 +90,7 @@ SMOL = Preset(
 # 0 first, then the rest on two cores: about 45 + 2 x 180 s of trials plus start-up). Batch 4 keeps
 # one forward pass near 20 s there, so the progress counts move between the 20-s lines.
 DEMO = Preset(
-    models=(ModelSpec(SMOLLM2, "instruct"),),
+    models=(ModelSpec(SMOLLM2, "instruct_mixed"),),
     metrics=("maw", "vow", "pon"),
     pruning_pcts=(10,),
     eval=lambda storage: _smol_eval(storage, tasks=("piqa", "hellaswag"), limit=60, ppl_max_docs=3, batch_size=4),

@@ -49,7 +49,7 @@ def test_smol_preset_is_five_metrics_by_three_widths_in_the_measured_dtype(prese
     assert {round(t.width.pruning_pct) for t in pruned} == {10, 30, 50}
     t = pruned[0]
     assert (t.dtype, t.eval.suite, t.eval.limit, t.eval.ppl_max_docs, t.eval.max_length) == \
-        (None, "instruct", 30, 6, 1024)  # dtype None: auto, measured where the trial runs
+        (None, "instruct_mixed", 30, 6, 1024)  # dtype None: auto, measured where the trial runs
     assert t.model == SMOLLM2 and t.eval.ppl_text is None  # stage 0: lm-eval's WikiText-2 from the hub
     assert t.variant == "instruct" and t.stop == StopRule()
 
@@ -59,7 +59,7 @@ def test_demo_preset_and_the_stop_flags(presets):
     baselines, pruned = build_trials(grid)
     assert [t.metric for t in pruned] == ["maw", "vow", "pon"] and {round(t.width.pruning_pct) for t in pruned} == {10}
     assert pruned[0].eval.tasks == ("piqa", "hellaswag") and pruned[0].stop == StopRule.off()
-    assert pruned[0].model == SMOLLM2 and pruned[0].eval.suite == "instruct" and pruned[0].eval.ppl_text is None
+    assert pruned[0].model == SMOLLM2 and pruned[0].eval.suite == "instruct_mixed" and pruned[0].eval.ppl_text is None
     grid, _ = _grid(presets, "--preset", "demo", "--stop-reference", "control", "--threshold", "4")
     assert grid.stop == StopRule(reference="control", threshold=4.0)
     _, args = _grid(presets, "--preset", "demo")

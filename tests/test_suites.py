@@ -72,7 +72,7 @@ def test_task_subset_keeps_order_and_unknown_names_list_the_valid_ones():
     assert load_suite("base", tasks=["mmlu", "piqa"]).names == ("mmlu", "piqa")
     with pytest.raises(GluRayError, match="unknown task 'nope'.*mmlu"):
         load_suite("base", tasks=["nope"])
-    with pytest.raises(GluRayError, match="valid suites: base, instruct, study, tiny"):
+    with pytest.raises(GluRayError, match="valid suites: base, instruct, instruct_mixed, study, tiny"):
         load_suite("bogus")
     with pytest.raises(GluRayError, match="unknown stage"):
         load_suite("tiny").stage("medium")

@@ -27,6 +27,10 @@ class Benchmark:
     stage: str  # "cheap" or "full"
     filter: str = "none"  # lm-eval filter of the primary metric ("strict-match" for gsm8k)
     extra_metrics: tuple[str, ...] = ()  # also reported, e.g. ("perplexity",) for lambada
+    # Prompts through the model's chat template: None = the suite's ``apply_chat_template``. Lets one
+    # suite score loglikelihood tasks plainly (as the study and published small-model figures do)
+    # and send IFEval's instructions through the template, in one trial.
+    chat_template: bool | None = None
 
     def __post_init__(self):
         problems = []
@@ -38,6 +42,8 @@ class Benchmark:
             problems.append(f"num_fewshot must be a non-negative integer, got {self.num_fewshot!r}")
         if self.chance is not None and not 0.0 <= float(self.chance) <= 1.0:
             problems.append(f"chance must be in [0, 1] or null, got {self.chance!r}")
+        if self.chat_template not in (None, True, False):
+            problems.append(f"chat_template must be true, false or absent, got {self.chat_template!r}")
         if not self.name or "," in self.name or "/" in self.name:
             problems.append(f"name {self.name!r} must be non-empty, without ',' or '/'")
         if problems:

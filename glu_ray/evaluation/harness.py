@@ -80,12 +80,13 @@ def check_tasks(suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> 
         raise GluRayError(f"unknown lm-eval task(s) {', '.join(missing)}: not found in {where}")
 
 
-def check_tokenizer(tokenizer, suite: Suite) -> None:
+def check_tokenizer(tokenizer, suite: Suite, benchmarks: Iterable[Benchmark] | None = None) -> None:
     if tokenizer is None:
         raise GluRayError("evaluation needs the model's tokenizer, got None")
-    if suite.apply_chat_template and not getattr(tokenizer, "chat_template", None):
-        raise GluRayError(f"suite {suite.name!r} applies a chat template but the tokenizer has none "
-                          "(use a base suite, or an instruction-tuned model)")
+    chat = [b.name for b in (suite.benchmarks if benchmarks is None else benchmarks) if suite.chat(b)]
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise GluRayError(f"suite {suite.name!r} prompts {', '.join(chat)} through a chat template but the "
+                          "tokenizer has none (use a base suite, or an instruction-tuned model)")
 
 
 def context_length(model, requested: int | None) -> int | None:
@@ -104,7 +105,7 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     ``gen_kwargs`` (lm-eval's ``--gen_kwargs``, e.g. ``max_gen_toks``) update every generating task's.
     A ``meter`` counts the requests answered (progress lines on a long stage)."""
     benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
-    check_tokenizer(tokenizer, suite)
+    check_tokenizer(tokenizer, suite, benchmarks)
     check_tasks(suite, benchmarks)
     if suite.max_gen_toks:  # the suite's cap; an explicit gen_kwargs max_gen_toks still wins
         gen_kwargs = {"max_gen_toks": suite.max_gen_toks, **(gen_kwargs or {})}
@@ -113,10 +114,11 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     metrics: dict[str, float] = {}
     reported: dict[str, tuple[tuple[str, str], ...]] = {}
     calls = []
-    by_shots = sorted(benchmarks, key=lambda b: b.num_fewshot)
-    for shots, group in groupby(by_shots, key=lambda b: b.num_fewshot):
+    # One simple_evaluate call per (few-shot count, chat template): lm-eval sets both per call.
+    setting = lambda b: (b.num_fewshot, suite.chat(b))  # noqa: E731 - the sort and the grouping key
+    for (shots, chat), group in groupby(sorted(benchmarks, key=setting), key=setting):
         group = tuple(group)
-        out = _evaluate(model, tokenizer, suite, group, shots, limit=limit, batch_size=batch_size,
+        out = _evaluate(model, tokenizer, suite, group, shots, chat=chat, limit=limit, batch_size=batch_size,
                         max_length=length, seed=seed, bootstrap_iters=bootstrap_iters, gen_kwargs=gen_kwargs,
                         meter=meter)
         calls.append((shots, out))
@@ -143,8 +145,8 @@ def merge_raw(calls: list[tuple[int, dict]]) -> dict:
     return raw
 
 
-def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shots: int, *, limit, batch_size,
-              max_length, seed, bootstrap_iters, gen_kwargs, meter=None) -> dict:
+def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shots: int, *, chat: bool, limit,
+              batch_size, max_length, seed, bootstrap_iters, gen_kwargs, meter=None) -> dict:
     """One simple_evaluate call; the HFLM wrapper and lm-eval's task state are freed afterwards."""
     from lm_eval import simple_evaluate  # lazy: lm-eval's evaluator and HFLM cost ~4 s at import (python -X importtime, shared CPU)
     from lm_eval.models.huggingface import HFLM  # lazy: HFLM costs ~4 s at import (python -X importtime, shared CPU)
@@ -158,7 +160,7 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
             model=lm, tasks=[b.task for b in group], num_fewshot=shots, limit=limit,
             task_manager=task_manager(suite.tasks_dirs, tuple(b.task for b in group)), log_samples=False, bootstrap_iters=bootstrap_iters,
             gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
-            apply_chat_template=suite.apply_chat_template, fewshot_as_multiturn=suite.apply_chat_template,
+            apply_chat_template=chat, fewshot_as_multiturn=chat,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
     except ConnectionError as err:  # datasets' error for a hub dataset it could neither reach nor find cached

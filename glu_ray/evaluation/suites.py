@@ -1,6 +1,7 @@
 """Benchmark suites as data: ``glu_ray/evaluation/suites/*.yaml`` loaded into validated, frozen dataclasses.
 
-A suite YAML holds ``name``, ``apply_chat_template``, ``max_length``, optional ``tasks_dir``
+A suite YAML holds ``name``, ``apply_chat_template`` (a benchmark's own ``chat_template`` overrides
+it), ``max_length``, optional ``tasks_dir``
 (an lm-eval include path, relative to the YAML), ``max_gen_toks`` (a cap on every generating task)
 and ``benchmarks``; ``extends: other`` starts from
 another suite's benchmarks, ``drop: [names]`` removes some of them. A user's own task folder
@@ -27,7 +28,7 @@ __all__ = ["CAPABILITIES", "SUITES", "STAGES", "Benchmark", "Suite", "TaskFolder
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 SPLIT_SIZES = Path(__file__).resolve().parent / "split_sizes.yaml"
-SUITES = ("base", "instruct", "study", "tiny")
+SUITES = ("base", "instruct", "instruct_mixed", "study", "tiny")
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -51,6 +52,15 @@ class Suite:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.benchmarks)
+
+    def chat(self, benchmark: Benchmark) -> bool:
+        """Whether ``benchmark``'s prompts go through the chat template: its own setting, else the suite's."""
+        return self.apply_chat_template if benchmark.chat_template is None else benchmark.chat_template
+
+    @property
+    def chat_benchmarks(self) -> tuple[str, ...]:
+        """The benchmarks prompted through the chat template (a suite with any is for chat models)."""
+        return tuple(b.name for b in self.benchmarks if self.chat(b))
 
 
 _BENCH_FIELDS = {f.name for f in fields(Benchmark)}

@@ -139,7 +139,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         metric=metric,
         width=width,
         num_params=info.num_params,
-        variant="instruct" if ev.load_suite().apply_chat_template else "base",  # chat template = instruct
+        variant="instruct" if ev.load_suite().chat_benchmarks else "base",  # a chat template = instruct
         eval=ev,
         stop=grid.stop,
         dtype=grid.dtype,

@@ -87,7 +87,7 @@ def run_trial(config: dict) -> None:
 def efficiency_stage(cfg: TrialConfig, model, tok) -> dict[str, float]:
     """--measure-efficiency: the evaluated model, on its own device; the full record goes to the
     trial's efficiency.json, the numbers to the report. Chat models answer through their template."""
-    result = measure_efficiency(model, tok, cfg.efficiency, chat=cfg.eval.load_suite().apply_chat_template)
+    result = measure_efficiency(model, tok, cfg.efficiency, chat=bool(cfg.eval.load_suite().chat_benchmarks))
     trial_artifacts.add_efficiency(cfg.artifact_dir, result.to_dict())
     return result.metrics()
 

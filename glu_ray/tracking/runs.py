@@ -162,7 +162,7 @@ def suite_params(cfg: TrialConfig) -> dict[str, str]:
     """Few-shot settings as one filterable string (``mmlu:5,gsm8k_cot:8``) and the chat template."""
     suite = cfg.eval.load_suite()
     return {"fewshot": ",".join(f"{b.name}:{b.num_fewshot}" for b in suite.benchmarks),
-            "chat_template": str(suite.apply_chat_template)}
+            "chat_template": ",".join(suite.chat_benchmarks) or "none"}
 
 
 def metrics_of(data: dict) -> dict[str, float]:
