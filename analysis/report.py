@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import plots, recovery
+from analysis import controls, plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
 from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
@@ -37,6 +37,13 @@ against what it costs to run: parameters kept, and, from the trial's efficiency 
 fixed length and energy per generated token. A configuration is on an axis's front when no other of
 its model and method keeps as much retention for less. A cost the device does not expose
 (energy without an NVML or RAPL counter) is left empty, never zero."""
+CONTROLS_INTRO = """Each metric's completed runs against random pruning (the control), per benchmark: at the same
+width (random's mean over its runs there), and at the same stage-0 word perplexity (random's score
+interpolated in log perplexity between its measured widths; no extrapolation, so a run outside
+random's range has no equal-perplexity point). Advantage > 0: better than random (higher accuracy,
+lower perplexity). A metric can beat random at equal width only because it prunes more gently:
+the equal-perplexity column says whether it keeps more capability for the same language-modelling
+loss. Every run is in versus_random.csv."""
 PARETO_COLUMNS = ["model", "variant", "method", "ratio", "pruning_pct", "retention", "lo", "hi", "benchmarks",
                   "decode_tok_s", "params", "energy_j_per_tok", "front"]
 
@@ -91,6 +98,14 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     else:
         out += [("Early-stopping audit: thresholds", audit[1]), ("Early-stopping audit: runs", audit[0])]
     return out + _pareto_sections(front, figures)
+
+
+def _control_sections(versus: pd.DataFrame) -> list[tuple[str, Content]]:
+    if versus.empty:
+        return [("Against random pruning", "No completed random-pruning run shares a model and a benchmark with "
+                 "another metric's (add random to --metrics).")]
+    return [("Against random pruning", CONTROLS_INTRO),
+            ("Against random pruning: mean advantage per benchmark", controls.summary(versus))]
 
 
 def _pareto_sections(front: pd.DataFrame, figures: dict[str, Path]) -> list[tuple[str, Content]]:
@@ -160,6 +175,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     if measured_axes(front):
         figures["pareto"] = plots.pareto(front, out / "pareto.png")
     sections = _sections(a, figures, (points, summary), df, tuple(notes), front)
+    versus = controls.versus_random(df)
+    sections += _control_sections(versus)
     rec = recovery.recovery(all_rows, a, n_boot=n_boot, seed=seed) if recovery.has_healing(all_rows) else None
     if rec is not None:
         sections += recovery.sections(rec)
@@ -172,6 +189,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     points.to_csv(out / "stop_audit_runs.csv", index=False)
     summary.to_csv(out / "stop_audit.csv", index=False)
     front.to_csv(out / "pareto.csv", index=False)
+    versus.to_csv(out / "versus_random.csv", index=False)
     if mlflow_run_id is not None:
         from analysis.mlflow_io import log_report
 

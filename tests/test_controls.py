@@ -1,0 +1,81 @@
+"""Metrics against random pruning at equal width and at equal stage-0 perplexity (analysis.controls)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from analysis.controls import summary, versus_random
+from analysis.tidy import tidy_frame
+
+
+def _rows(method, width, ppl, acc, lambada_ppl=None, status="completed"):
+    base = {"model": "m", "size": "1M", "variant": "base", "method": method, "expansion_ratio": width / 10,
+            "pruning_pct": 100 - width, "width": width, "status": status, "healing": "none", "stderr": 0.01}
+    rows = [{**base, "benchmark": "ppl", "capability": "language modelling", "score": ppl, "direction": "lower"},
+            {**base, "benchmark": "piqa", "capability": "physical", "score": acc, "direction": "higher",
+             "chance": 0.5}]
+    if lambada_ppl is not None:
+        rows.append({**base, "benchmark": "lambada", "capability": "in-context", "score": lambada_ppl,
+                     "direction": "lower"})
+    return rows
+
+
+@pytest.fixture
+def frame():
+    rows = _rows("baseline", 100, 8.0, 0.7, 5.0)
+    for width, ppl, acc, lam in ((90, 10.0, 0.6, 6.0), (80, 20.0, 0.5, 9.0), (60, 40.0, 0.4, 20.0)):
+        rows += _rows("random", width, ppl, acc, lam)
+    rows += _rows("random", 80, 20.0, 0.54, 9.0)  # a second seed at 80: random's score there is the mean
+    rows += _rows("maw", 80, 10.0, 0.55, 7.0)  # gentler than random at the same width
+    rows += _rows("maw", 60, 80.0, 0.45)  # past random's measured perplexities: no equal-ppl point
+    rows += _rows("vow", 80, 5000.0, math.nan, status="stopped: catastrophic")  # never compared
+    return tidy_frame(rows)
+
+
+def test_equal_width_and_equal_perplexity_can_disagree(frame):
+    t = versus_random(frame).set_index(["method", "width", "benchmark"])
+    piqa = t.loc[("maw", 80, "piqa")]
+    assert piqa["random_same_width"] == pytest.approx(0.52)  # the two seeds' mean
+    assert piqa["advantage_same_width"] == pytest.approx(0.03)  # beats random at its width ...
+    assert piqa["random_same_ppl"] == pytest.approx(0.6)  # ... random at maw's perplexity (10) scores 0.6
+    assert piqa["advantage_same_ppl"] == pytest.approx(-0.05)  # ... so at equal perplexity maw is worse
+
+
+def test_perplexity_interpolates_in_log_and_never_extrapolates(frame):
+    t = versus_random(frame).set_index(["method", "width", "benchmark"])
+    assert math.isnan(t.loc[("maw", 60, "piqa"), "random_same_ppl"])  # 80 is past random's 40
+    lam = t.loc[("maw", 80, "lambada")]
+    assert lam["random_same_ppl"] == pytest.approx(6.0)  # ppl 10 is random's width-90 point
+    assert lam["advantage_same_ppl"] == pytest.approx(-1.0)  # lower is better: 7 vs 6 is worse by 1
+
+
+def test_log_interpolation_between_points():
+    from analysis.controls import _interp_log
+
+    import numpy as np
+
+    xs, ys = np.array([10.0, 40.0]), np.array([0.6, 0.4])
+    assert _interp_log(20.0, xs, ys) == pytest.approx(0.5)  # 20 is halfway between 10 and 40 in log
+    assert math.isnan(_interp_log(9.0, xs, ys)) and math.isnan(_interp_log(float("nan"), xs, ys))
+
+
+def test_stopped_runs_random_itself_and_models_without_a_control_are_left_out(frame):
+    t = versus_random(frame)
+    assert set(t["method"]) == {"maw"}
+    no_control = frame[frame["method"] != "random"]
+    assert versus_random(no_control).empty and summary(versus_random(no_control)).empty
+    s = summary(t).set_index(["method", "benchmark"])
+    assert s.loc[("maw", "piqa"), "widths_same_width"] == 2 and s.loc[("maw", "piqa"), "widths_same_ppl"] == 1
+
+
+def test_the_report_has_the_comparison_and_its_csv(frame, tmp_path):
+    import pandas as pd
+
+    from analysis.report import write_report
+
+    report = write_report(frame, tmp_path, n_boot=20).read_text()
+    assert "## Against random pruning: mean advantage per benchmark" in report
+    rows = pd.read_csv(tmp_path / "versus_random.csv")
+    assert len(rows) == 3 and set(rows["method"]) == {"maw"}  # maw: piqa and lambada at 80, piqa at 60
