@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.benchmarks import STAGE0
+from analysis.tidy import COST_COLUMNS
 from glu_ray.trials.stop_rule import CONTROL_METRIC
 from glu_ray.vocab import BASELINE, NOT_HEALED, TrialStatus
 
@@ -45,6 +46,18 @@ def _interp_log(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
         return float("nan")
     order = np.argsort(xs)
     return float(np.interp(np.log(x), np.log(xs[order]), ys[order]))
+
+
+def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs that differ only by seed (the random control's replicates: ``--control-seeds``) become one
+    row per benchmark: the mean score, its stderr sqrt(sum se^2) / n, and ``replicates`` = n. Runs
+    with another status stay apart (a seed stopped as catastrophic is not averaged with one that ran on)."""
+    keys = [c for c in df.columns if c not in ("score", "stderr", "stderr_source", *COST_COLUMNS)]
+    grouped = df.groupby(keys, dropna=False, sort=False)
+    out = grouped.agg(score=("score", "mean"), stderr=("stderr", lambda s: np.sqrt((s ** 2).sum(min_count=1)) / len(s)),
+                      stderr_source=("stderr_source", "first"), replicates=("score", "size"),
+                      **{c: (c, "mean") for c in COST_COLUMNS if c in df.columns}).reset_index()
+    return out[[*df.columns, "replicates"]]
 
 
 def versus_random(df: pd.DataFrame) -> pd.DataFrame:

@@ -158,6 +158,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     return the path of report.md. ``notes``: what the loader corrected (analysis.published)."""
     if df.empty or not (df["method"] == BASELINE).any():
         raise GluRayError("no results with an unpruned baseline to compare against")
+    df = controls.pool_replicates(df)  # the control's seeds: one point per width, their mean
     all_rows, df = df, recovery.unhealed(df)  # every analysis but recovery reads the models as pruned
     a = analyse(df, n_boot=n_boot, seed=seed)
     if a.hierarchy.empty:

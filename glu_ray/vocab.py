@@ -140,12 +140,13 @@ def ratio_label(ratio: float) -> str:
     return f"{ratio:.2f}".rstrip("0").rstrip(".") + "x"
 
 
-def trial_name(model_name: str, metric: str | None, ratio: float | None) -> str:
-    """Readable run name: ``Llama-3.2-1B/maw/2.4x``; the unpruned baseline is ``<model>/baseline``."""
+def trial_name(model_name: str, metric: str | None, ratio: float | None, seed: int = 0) -> str:
+    """Readable run name: ``Llama-3.2-1B/maw/2.4x``; the unpruned baseline is ``<model>/baseline``;
+    a replicate with another seed (the random control's) ends in ``/seed<N>``."""
     short = model_name.rstrip("/").split("/")[-1]
     if metric is None or ratio is None:
         return f"{short}/{BASELINE}"
-    return f"{short}/{metric}/{ratio_label(ratio)}"
+    return f"{short}/{metric}/{ratio_label(ratio)}" + (f"/seed{seed}" if seed else "")
 
 
 # -- efficiency stage (glu_ray/efficiency): ``eff/<quantity>``, per batch ``eff/b8/<quantity>`` ----

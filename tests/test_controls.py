@@ -79,3 +79,15 @@ def test_the_report_has_the_comparison_and_its_csv(frame, tmp_path):
     assert "## Against random pruning: mean advantage per benchmark" in report
     rows = pd.read_csv(tmp_path / "versus_random.csv")
     assert len(rows) == 3 and set(rows["method"]) == {"maw"}  # maw: piqa and lambada at 80, piqa at 60
+
+
+def test_seeds_are_pooled_into_one_point_per_width(frame):
+    from analysis.controls import pool_replicates
+
+    pooled = pool_replicates(frame)
+    at80 = pooled[(pooled["method"] == "random") & (pooled["width"] == 80) & (pooled["benchmark"] == "piqa")]
+    assert len(at80) == 1 and at80["replicates"].item() == 2
+    assert at80["score"].item() == pytest.approx(0.52)
+    assert at80["stderr"].item() == pytest.approx(math.sqrt(2 * 0.01 ** 2) / 2)
+    assert len(pooled) == len(frame) - 3  # the second seed's three rows folded in
+    assert (pooled.drop(columns="replicates").columns == frame.columns).all()

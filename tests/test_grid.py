@@ -85,3 +85,22 @@ def test_local_paths_become_absolute_because_trials_run_elsewhere(tiny_model_dir
     for t in baselines + pruned:
         assert t.model == str(tiny_model_dir.resolve())
         assert t.eval.ppl_text == str((tmp_path / "eval.txt").resolve())
+
+
+def test_the_random_control_runs_with_several_seeds_and_one_of_them_is_the_reference(llama_1b_config_dir):
+    from glu_ray.sweep.plan import reference_trials
+    from glu_ray.trials.stop_rule import StopRule
+
+    grid = SweepGrid((ModelSpec(str(llama_1b_config_dir), "base"),), ("maw", "random"), PCTS[:2], control_seeds=3)
+    baselines, pruned = build_trials(grid)
+    assert sorted((t.metric, t.width.width, t.seed) for t in pruned) == sorted(
+        [("maw", w, 0) for w in (7373, 6554)] + [("random", w, s) for w in (7373, 6554) for s in (0, 1, 2)])
+    assert len({t.key for t in pruned}) == 8 and len({t.name for t in pruned}) == 8
+    seeded = next(t for t in pruned if t.metric == "random" and t.seed == 2 and t.width.width == 7373)
+    assert seeded.name == "Llama-3.2-1B/random/3.6x/seed2" and seeded.key.endswith("|seed=2")
+    first = next(t for t in pruned if t.metric == "maw" and t.width.width == 7373)
+    assert "seed" not in first.key  # seed 0 keeps the keys existing ledgers hold
+    refs = reference_trials(baselines, pruned, StopRule(reference="control"), grid.metrics)
+    assert [(t.metric, t.seed) for t in refs] == [(None, 0), ("random", 0), ("random", 0)]  # one control per width
+    with pytest.raises(GluRayError, match="control seeds must be at least 1"):
+        build_trials(SweepGrid(grid.models, grid.metrics, grid.targets, control_seeds=0))

@@ -53,6 +53,7 @@ class Preset:
     # Healing settings when a run asks for --recover (text, learning rate, batch): the flags
     # override them; None = RecoverySpec's defaults on WikiText-2's train split.
     recovery: RecoverySpec | Callable[[Path], RecoverySpec] | None = None
+    control_seeds: int = 1  # random pruning's replicates at every width (--control-seeds)
     budget: Budget | None = None  # the time it promises (e.g. `make demo`'s ~10 minutes on 2 CPUs)
 
 
@@ -93,6 +94,8 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--no-early-stop", action="store_true", help="evaluate every trial fully (what the audit needs)")
     p.add_argument("--replay", action="store_true", help="apply the stop rule to the experiment's finished trials: "
                    "print what it would have stopped and the trial-seconds saved; runs nothing")
+    p.add_argument("--control-seeds", type=int, help="run random pruning (the control) at every width with this "
+                   "many seeds (default: the preset's, else 1); the report averages them")
     p.add_argument("--dtype", help="torch dtype trials load the model in: auto (default: bf16 on CUDA where "
                    "supported; on a CPU the faster of bf16 and fp32, measured once per machine), float32, bfloat16")
     heal = p.add_argument_group("healing after pruning (glu_ray.recovery)")
@@ -157,6 +160,7 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
         calibration = preset.calibration(storage) if callable(preset.calibration) else preset.calibration
     return SweepGrid(models, args.metrics or preset.metrics, targets, ev, stop_from_args(args, preset),
                      dtype=args.dtype or preset.dtype, calibration=calibration,
+                     control_seeds=args.control_seeds or preset.control_seeds,
                      bias_compensation=args.bias_compensation,
                      efficiency=_efficiency(args, preset),
                      recovery=recovery_from_args(args, preset, storage))
@@ -195,7 +199,8 @@ def recovery_from_args(args: argparse.Namespace, preset: Preset, storage: Path) 
 
 def check_args(args: argparse.Namespace) -> None:
     """Numbers and files the grid does not check, before anything is built or started."""
-    positive = {"--limit": args.limit, "--batch-size": args.batch_size, "--max-concurrent": args.max_concurrent}
+    positive = {"--limit": args.limit, "--batch-size": args.batch_size, "--max-concurrent": args.max_concurrent,
+                "--control-seeds": args.control_seeds}
     for flag, value in positive.items():
         if value is not None and value < 1:
             raise GluRayError(f"{flag} must be at least 1 (got {value})")

@@ -22,7 +22,7 @@ from glu_ray.pruning.importance import get_metric
 from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.trials.config import EvalSpec, TrialConfig
-from glu_ray.trials.stop_rule import StopRule
+from glu_ray.trials.stop_rule import CONTROL_METRIC, StopRule
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class SweepGrid:
     stop: StopRule = field(default_factory=StopRule)
     dtype: str | None = None  # torch dtype trials load the model in (None/auto: glu_ray/models/precision.py)
     seed: int = 0
+    control_seeds: int = 1  # random pruning (the control) runs at every width with seeds seed, seed+1, ...
     trust_remote_code: bool = False
     efficiency: EfficiencySpec | None = None  # measure every completed trial (--measure-efficiency)
     calibration: CalibrationSpec | None = None  # what data-driven metrics (and bias compensation) read
@@ -79,6 +80,8 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
     ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
     """
     check_dtype(grid.dtype)
+    if grid.control_seeds < 1:
+        raise GluRayError(f"control seeds must be at least 1 (got {grid.control_seeds})")
     _check_calibration(grid)
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
     for ev in evals.values():
@@ -92,8 +95,9 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
         widths = {resolve_width(t, info.intermediate, info.hidden) for t in grid.targets}
         native = Width(info.intermediate, info.intermediate, info.hidden)
         baselines.append(_trial(grid, spec, evals[spec], info, None, native))
-        pruned += [_trial(grid, spec, evals[spec], info, m, w) for m in grid.metrics
-                   for w in sorted(widths, key=lambda w: w.width, reverse=True) if w.width < info.intermediate]
+        pruned += [_trial(grid, spec, evals[spec], info, m, w, seed) for m in grid.metrics
+                   for w in sorted(widths, key=lambda w: w.width, reverse=True) if w.width < info.intermediate
+                   for seed in _seeds(grid, m)]
     return baselines, pruned
 
 
@@ -131,8 +135,14 @@ def _eval_for(grid: SweepGrid, spec: ModelSpec) -> EvalSpec:
                    tasks_dir=_absolute(grid.eval.tasks_dir))
 
 
+def _seeds(grid: SweepGrid, metric: str) -> range:
+    """The seeds a metric runs with: the random control's replicates, one for every other metric
+    (their rankings are deterministic)."""
+    return range(grid.seed, grid.seed + (grid.control_seeds if metric == CONTROL_METRIC else 1))
+
+
 def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metric: str | None,
-           width: Width) -> TrialConfig:
+           width: Width, seed: int | None = None) -> TrialConfig:
     cfg = TrialConfig(
         model=_absolute(info.source),
         model_name=info.name,
@@ -143,7 +153,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         eval=ev,
         stop=grid.stop,
         dtype=grid.dtype,
-        seed=grid.seed,
+        seed=grid.seed if seed is None else seed,
         revision=spec.revision,
         trust_remote_code=grid.trust_remote_code,
         efficiency=grid.efficiency,

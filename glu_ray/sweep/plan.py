@@ -29,8 +29,11 @@ def reference_trials(baselines: Sequence[TrialConfig], pruned: Sequence[TrialCon
                      metrics: Sequence[str]) -> list[TrialConfig]:
     """Whose stage 0 the others read: every baseline (the perplexity ratio every trial reports),
     and the controls when the rule compares with them."""
-    controls = [c for c in pruned if stop.needs_control(metrics) and c.metric == stop.control_metric]
-    return list(baselines) + controls
+    controls: dict[tuple, TrialConfig] = {}  # one per (model, width): the first seed's
+    for c in pruned:
+        if stop.needs_control(metrics) and c.metric == stop.control_metric:
+            controls.setdefault((c.model, c.width.width), c)
+    return list(baselines) + list(controls.values())
 
 
 def with_references(pruned: Sequence[TrialConfig], measured: Mapping[str, dict], baselines: Sequence[TrialConfig],

@@ -95,12 +95,14 @@ class TrialConfig:
         is another trial than the same pruning without healing (it reports more)."""
         calib = f"|calib={self.calibration.fingerprint}" if self.calibration is not None else ""
         heal = f"|{self.recovery.method}:{self.recovery.tokens}" if self.recovery else ""
-        return f"{self.model}|{self.method}|{self.width.width}{calib}{heal}"
+        seed = f"|seed={self.seed}" if self.seed else ""  # seed 0 keeps the keys ledgers already hold
+        return f"{self.model}|{self.method}|{self.width.width}{calib}{heal}{seed}"
 
     @property
     def name(self) -> str:
         metric = None if self.is_baseline else self.method
-        return trial_name(self.model_name, metric, None if self.is_baseline else self.width.expansion_ratio)
+        return trial_name(self.model_name, metric, None if self.is_baseline else self.width.expansion_ratio,
+                          0 if self.is_baseline else self.seed)
 
     def to_dict(self) -> dict:
         return asdict(self)  # nested: {"width": {...}, "eval": {...}}
