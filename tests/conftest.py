@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ for _k, _v in {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # a local Ray binds to loopback only
 }.items():
     os.environ.setdefault(_k, _v)
+# ... and see an empty Hugging Face cache of their own: "offline and not cached" must not depend on
+# what an earlier `make demo` downloaded under the checkout's HOME (tests of the local hub set theirs).
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="glu-ray-test-hf-")
 
 SHARED = Path(os.environ.get("GLU_RAY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 STORIES = SHARED / "assets" / "models" / "stories260K"
