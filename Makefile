@@ -20,7 +20,7 @@ OFFLINE := HOME=$(OFFLINE_HOME) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORM
 export GLU_RAY_CACHE ?= $(CURDIR)/.cache/glu-ray
 SMOLLM2 := $(GLU_RAY_CACHE)/models/SmolLM2-135M-Instruct/provenance.json
 
-.PHONY: demo test test-fast lint install clean browser fetch mutation
+.PHONY: demo test test-fast lint install clean browser strace fetch mutation
 
 install: $(STAMP)
 
@@ -59,6 +59,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# Debian's strace for the loopback-only test (tests/test_faults_driver.py traces every connect of
+# a real sweep; under CI it fails rather than skips without strace).
+strace:
+	test -x /usr/bin/strace || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq strace; }
 
 # Mutation score of the core ([tool.mutmut] in pyproject.toml: which files, which fast tests), then
 # the score per module (bench/mutation_score.py). Not in CI: slow (1509 mutants; a run here checked
