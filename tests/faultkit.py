@@ -170,17 +170,26 @@ def _raise(cfg, model, arg):
     raise RuntimeError("injected fault: trial raised")
 
 
-def _oom(cfg, model, arg):
+def _oom(cfg, model, record):
     # Out of memory at any evaluation batch above 1: the trial survives only through the
     # half-the-batch retry (trial._with_oom_retry), which this fault exists to exercise.
+    # ``record`` (a file path, optional): each forward's batch size and outcome, one line each,
+    # "oom B" or "ok B", so the test sees that the fault fired and which batches were retried.
     import torch
 
     forward = model.forward
 
+    def note(line: str) -> None:
+        if record:
+            with open(record, "a") as f:
+                f.write(line + "\n")
+
     def tight_memory(*args, **kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is not None and ids.shape[0] > 1:
+            note(f"oom {ids.shape[0]}")
             raise torch.OutOfMemoryError(f"injected fault: CUDA out of memory at batch {ids.shape[0]}")
+        note(f"ok {ids.shape[0] if ids is not None else '?'}")
         return forward(*args, **kwargs)
 
     model.forward = tight_memory

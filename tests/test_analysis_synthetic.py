@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from pathlib import Path
 
 from analysis import analyse, from_lm_eval, from_mlflow, sweep_run_id, write_report
+from analysis import fragility as F
 from analysis.tidy import COLUMNS
 from glu_ray.cli.main import main
 from glu_ray.pruning.widths import Width
@@ -101,6 +103,45 @@ def test_verdicts_are_computed_not_assumed(result, hid):
     assert (verdict(holds), verdict(fails), verdict(None)) == ("supported", "not supported", "no data")
     fixture = result.hypotheses.set_index("id").at[hid, "verdict"]  # base and instruct, as TRUTH has them
     assert fixture == ("supported" if bench in TRUTH else "no data")
+
+
+def _curves(stderr: float, stopped_last: bool = False) -> dict:
+    """Three curves, one per retention form: chance-normalised accuracy, log-perplexity, and a
+    baseline too close to chance for headroom (plain ratio); every stderr set to ``stderr``."""
+    rows = (bench_rows("hellaswag", "commonsense", 0.25, "higher", 0.70, (0.66, 0.58, 0.48))
+            + bench_rows("wikitext", "language modelling", float("nan"), "lower", 10.0, (12.0, 15.0, 20.0))
+            + bench_rows("near", "reading QA", 0.5, "higher", 0.505, (0.50, 0.45, 0.40)))
+    rows = [r | {"stderr": stderr, "chance": float("nan") if r["direction"] == "lower" else r["chance"]} for r in rows]
+    if stopped_last:  # the narrowest hellaswag trial was stopped as catastrophic: no score
+        rows[3] |= {"score": float("nan"), "status": "stopped: catastrophic"}
+    return {key[4]: curve for key, curve in F.curves(F.retention(pd.DataFrame(rows, columns=list(COLUMNS)))).items()}
+
+
+def test_retention_draws_without_noise_are_each_forms_retention():
+    by_hand = {"hellaswag": [1, (0.66 - 0.25) / 0.45, (0.58 - 0.25) / 0.45, 0.0],  # the stopped point: the floor
+               "wikitext": [1] + [math.log(10) / math.log(p) for p in (12.0, 15.0, 20.0)],
+               "near": [1] + [s / 0.505 for s in (0.50, 0.45, 0.40)]}
+    for bench, curve in _curves(0.0, stopped_last=True).items():
+        assert curve["form"].iloc[1] == {"hellaswag": "chance", "wikitext": "log", "near": "ratio"}[bench]
+        draws = F.retention_draws(curve, 5, np.random.default_rng(0))
+        assert draws.shape == (5, 4)
+        np.testing.assert_allclose(draws, np.broadcast_to(by_hand[bench], (5, 4)), rtol=1e-12)
+
+
+def test_retention_draws_resample_score_and_baseline():
+    curve = _curves(0.01)["hellaswag"]
+    draws = F.retention_draws(curve, 20_000, np.random.default_rng(0))
+    # At 0.58: r = (s - c) / (b - c), so var r ~ se^2 / h^2 + (s - c)^2 se^2 / h^4 (both resampled)
+    h, d, se = 0.45, 0.33, 0.01
+    assert draws[:, 2].mean() == pytest.approx(d / h, abs=2e-3)
+    assert draws[:, 2].std() == pytest.approx(math.sqrt(se**2 / h**2 + d**2 * se**2 / h**4), rel=0.05)
+    assert (draws[:, 0] == 1).all()  # the baseline anchors every curve at 1
+
+
+def test_mean_retention_is_the_area_over_the_ratio_span():
+    ratios, y = np.array([4.0, 3.0, 1.0]), np.array([1.0, 0.5, 0.0])  # widest first, as curves are
+    assert F.mean_retention(ratios, y) == pytest.approx(((0 + 0.5) / 2 * 2 + (0.5 + 1) / 2 * 1) / 3)
+    assert F.mean_retention(np.array([2.0]), np.array([0.7])) == pytest.approx(0.7)  # one point: itself
 
 
 # ---------------------------------------------------------------- MLflow sweep -> report

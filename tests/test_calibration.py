@@ -70,7 +70,8 @@ def test_spec_checks_and_fingerprint(text_file, tmp_path):
     assert CalibrationSpec(str(copy), 4, 32).fingerprint == base.fingerprint
     copy.write_text(text_file.read_text() + "\n\nOne more document.")
     assert CalibrationSpec(str(copy), 4, 32).fingerprint != base.fingerprint
-    assert base.params()["calibration_fingerprint"] == base.fingerprint
+    assert base.params() == {"calibration": str(text_file), "calibration_sequences": 4, "calibration_seq_len": 32,
+                             "calibration_seed": 0, "calibration_skip_docs": 0, "calibration_fingerprint": base.fingerprint}
 
 
 def test_tokens_deterministic_given_seed(text_file, tok):
@@ -143,16 +144,24 @@ def test_stats_save_and_load(model, tok, text_file, tmp_path):
     stats.save(tmp_path / "s.pt")
     back = CalibrationStats.load(tmp_path / "s.pt")
     assert back.fingerprint == stats.fingerprint and back.params == stats.params and back.tokens == stats.tokens
-    assert all(torch.equal(a.sumsq, b.sumsq) for a, b in zip(back.layers, stats.layers))
+    assert back.seconds == stats.seconds > 0
+    assert all(torch.equal(a.sum, b.sum) and torch.equal(a.sumsq, b.sumsq) and a.count == b.count
+               for a, b in zip(back.layers, stats.layers, strict=True))
+    torch.save({"fingerprint": object()}, tmp_path / "evil.pt")  # a pickled object, not tensors
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        CalibrationStats.load(tmp_path / "evil.pt")
 
 
 def test_token_batches_and_context_check(model, tok, text_file):
     tokens = torch.arange(70).reshape(7, 10)
     assert [b["input_ids"].shape[0] for b in token_batches(tokens, 3)] == [3, 3, 1]
+    assert [b["input_ids"].shape[0] for b in token_batches(tokens, 1)] == [1] * 7
     with pytest.raises(GluRayError, match="batch size"):
         token_batches(tokens, 0)
     with pytest.raises(GluRayError, match="exceeds the model's context"):
         calibrate(model, tok, CalibrationSpec(str(text_file), n_sequences=1, seq_len=10_000))
+    context = model.config.max_position_embeddings  # a window of exactly the model's context is fine
+    assert calibrate(model, tok, CalibrationSpec(str(text_file), n_sequences=1, seq_len=context)).tokens == context
 
 
 def test_wikitext_offline_is_a_clear_error():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import assert_mlflow_matches_ledger, planned_faults, tiny_model
+from faultkit import assert_mlflow_matches_ledger, planned_faults, tiny_model, trial_runs
 from glu_ray.trials.stop_rule import StopRule
 from glu_ray.trials.config import EvalSpec
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 PCTS = (10, 25, 40, 50, 60)
 # pruning % -> the fault injected into that trial (faultkit.FAULTS; None: a clean trial)
 PLAN = {10: None, 25: "raise", 40: "oom", 50: "nan", 60: "task_error"}
+# fault -> its argument: the broken task folder; the file the OOM fault records each forward in
+ARGS = {"task_error": lambda root, tasks: str(tasks), "oom": lambda root, tasks: str(root / "oom-record.txt")}
 
 
 def broken_task_dir(root: Path) -> Path:
@@ -72,7 +74,7 @@ def fault_sweep(tmp_path_factory, ray_cluster):
         fault = PLAN[min(PCTS, key=lambda p: abs(p - c.width.pruning_pct))]
         by_fault[fault or "clean"] = c
         if fault:
-            faults.append((c, fault, str(tasks) if fault == "task_error" else None))
+            faults.append((c, fault, ARGS.get(fault, lambda root, tasks: None)(root, tasks)))
     with planned_faults(ray_cluster, *faults):
         result = run_sweep(grid, opts)
     both = replace(result, trials=corrupt.trials + result.trials, finished=corrupt.finished and result.finished)
@@ -89,8 +91,6 @@ def _errors(result, cfg) -> list[str]:
 
 
 def _run(result, cfg):
-    from faultkit import trial_runs
-
     (run,) = [r for r in trial_runs(result.tracking_uri, "faults") if r.data.tags["glu_ray.trial_key"] == cfg.key]
     return run
 
@@ -135,6 +135,11 @@ def test_out_of_memory_in_evaluation_retries_with_a_smaller_batch(fault_sweep):
     stage0 = [e for e in Ledger(result.experiment_dir / "ledger.jsonl").events()
               if e.key == t["oom"].key and e.kind == "result" and e.stage == 0]
     assert len(stage0) == 1  # recovered inside the trial, not by a Tune retry
+    # The injected OOM fired, and each stage (perplexity, then lm-eval) retried at half the batch
+    # until batch 1 ran: the forwards, runs of the same line collapsed.
+    calls = (result.experiment_dir.parent / "oom-record.txt").read_text().splitlines()
+    runs = [line for i, line in enumerate(calls) if i == 0 or line != calls[i - 1]]
+    assert runs == ["oom 4", "oom 2", "ok 1"] * 2, runs
 
 
 def test_nan_perplexity_is_catastrophic_and_analysis_survives_it(fault_sweep, tmp_path):
@@ -156,6 +161,8 @@ def test_nan_perplexity_is_catastrophic_and_analysis_survives_it(fault_sweep, tm
 def test_parallel_trials_lose_no_metric(fault_sweep):
     """Two trials at a time through one driver-side callback: MLflow holds exactly the ledger."""
     result, _ = fault_sweep
+    runs = trial_runs(result.tracking_uri, "faults")
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), f"no two trials overlapped: {spans}"
     assert_mlflow_matches_ledger(result.tracking_uri, "faults", result.experiment_dir / "ledger.jsonl",
                                  [c.key for c in result.trials])
-

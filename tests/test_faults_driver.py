@@ -4,11 +4,14 @@ The first attempt of ``sweeps/full_grid.py`` runs in its own process group and i
 Ray and trial workers) once the ledger holds two finished trials. The same command is rerun,
 under ``strace -e trace=connect`` when strace is installed, with credentials in its environment.
 The rerun must finish every trial, never rerun a finished one, leave one MLflow child run per trial
-with every metric, connect only to loopback, and write the credentials nowhere.
+with every metric, connect only to loopback, and write the credentials nowhere: not in the storage
+folder, and not in Ray's session files (its temp dir, put under the test's folder with RAY_TMPDIR).
+Under CI (``CI`` set) strace must be there: .ci/run installs it (``make strace``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -48,7 +51,11 @@ def killed_and_rerun(tmp_path_factory):
     cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", str(model), "--suite", "tiny",
            "--metrics", "maw", "--pruning-pcts", PCTS, "--tasks", "tiny_mc", "--limit", "4", "--batch-size", "4",
            "--ppl-text", str(text), "--threshold", "1e6", "--storage", str(storage), "--experiment", "killed"]
-    env = offline_env(**SECRETS)
+    # Ray's session folders (logs, sockets) under the test's own folder, so they can be read. Ray
+    # adds "ray/session_<date>_<pid>/sockets/plasma_store" (~70 characters) to this: under
+    # pytest's /tmp/pytest-of-<user>/pytest-<n>/ it stays within a Unix socket path's 107 bytes.
+    ray_tmp = storage / "rt"
+    env = offline_env(RAY_TMPDIR=str(ray_tmp), **SECRETS)
     ledger = storage / "killed" / "ledger.jsonl"
 
     first = subprocess.Popen(cmd, env=env, stdout=open(storage / "first.out", "w"),
@@ -73,7 +80,7 @@ def killed_and_rerun(tmp_path_factory):
         kill_tree(second)  # a timed-out rerun leaves no Ray processes behind
     (storage / "second.out").write_text(second.stdout_text)
     (storage / "second.err").write_text(second.stderr_text)
-    return dict(storage=storage, ledger=ledger, at_kill=at_kill, done_at_kill=done_at_kill, rerun=second,
+    return dict(storage=storage, ray_tmp=ray_tmp, ledger=ledger, at_kill=at_kill, done_at_kill=done_at_kill, rerun=second,
                 trace=trace if prefix else None, uri=f"sqlite:///{storage / 'killed' / 'mlflow.db'}")
 
 
@@ -109,7 +116,10 @@ def test_credentials_are_written_nowhere(killed_and_rerun):
     assert runs
     blob = "\n".join(f"{k}={v}" for run in runs for d in (run.data.params, run.data.tags) for k, v in d.items())
     texts = [blob]
-    for path in r["storage"].rglob("*"):
+    ray_logs = [p for p in (r["ray_tmp"] / "ray").glob("session_*/logs/*") if p.parts[-3] != "session_latest"]
+    assert len({p.parts[-3] for p in ray_logs}) == 2 and any(p.name.startswith("worker-") for p in ray_logs), \
+        "Ray's session logs (both runs, trial workers included) are not under the test's folder"
+    for path in r["storage"].rglob("*"):  # Ray's temp dir is in there
         if path.is_file() and path.suffix not in (".safetensors", ".pt", ".db", ".trace") and path.stat().st_size < 20e6:
             texts.append(path.read_bytes().decode("utf-8", "replace"))
     texts.append(Path(r["uri"].removeprefix("sqlite:///")).read_bytes().decode("latin-1"))
@@ -120,7 +130,10 @@ def test_credentials_are_written_nowhere(killed_and_rerun):
 def test_every_network_connect_goes_to_loopback(killed_and_rerun):
     r = killed_and_rerun
     if r["trace"] is None:
-        pytest.skip("strace unavailable (or ptrace not permitted)")
+        why = "strace unavailable (or ptrace not permitted)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}: CI must run this check (.ci/run installs strace with `make strace`)")
+        pytest.skip(why)
     lines = [ln for ln in r["trace"].read_text().splitlines() if "connect(" in ln]
     inet = [ln for ln in lines if "AF_INET" in ln]
     assert inet, "no TCP/UDP connect traced at all: strace did not follow the sweep"

@@ -19,6 +19,7 @@ from conftest import SWEEP_TOKEN as TOKEN
 from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.driver import run_sweep
 from glu_ray.tracking.runs import REDACTED, metrics_of, scrub
+from glu_ray.vocab import TrialStatus
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,6 @@ def test_no_token_in_any_param_tag_or_artifact(tracked, tmp_path):
 
 @pytest.mark.slow
 def test_rerun_duplicates_nothing(tracked):
-    import pandas as pd
     from mlflow.tracking import MlflowClient
 
     result, grid, opts = tracked
@@ -164,7 +164,9 @@ def test_rerun_duplicates_nothing(tracked):
     client = MlflowClient(result.tracking_uri)
     table = client.load_table(parent.info.experiment_id, "results.json", run_ids=[parent.info.run_id])
     assert len(table) == len(result.trials)  # replaced, not appended to
-    assert isinstance(table, pd.DataFrame)
+    # ... by the rerun's table: its trials in grid order, each with the status the ledger holds
+    assert table["trial"].tolist() == [c.name for c in again.trials]
+    assert table["status"].tolist() == [TrialStatus(again.rows[c.key]["status"]).value for c in again.trials]
 
 
 # -- fast: the secrets guard on its own ---------------------------------------------------------
