@@ -70,7 +70,9 @@ def measure(tree: Path, storage: Path, experiment: str) -> dict:
                           "--storage", str(storage)], env=env, capture_output=True, text=True, timeout=1800)
     if out.returncode:
         raise SystemExit(f"{experiment} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{experiment}: {json.dumps(result)}", file=sys.stderr, flush=True)  # each as it ends: runs are minutes
+    return result
 
 
 def main() -> None:
