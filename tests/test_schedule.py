@@ -133,3 +133,17 @@ def test_the_simulation_holds_against_a_real_local_run(finished_tiny_sweep):
     for key, (start, _) in real.items():
         assert sim.starts[key] == pytest.approx(start, abs=3.0), key  # Tune's own start-up between trials
     assert sim.makespan == pytest.approx(max(end for _, end in real.values()), rel=0.2, abs=3.0)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--gpus", "8"], "add --estimate"),
+    (["--estimate", "--gpus", "0"], "--gpus must be at least 1"),
+    (["--estimate", "--gpus", "8", "--gpus-per-node", "3"], "not a whole number of nodes"),
+])
+def test_estimate_flags_are_checked_before_anything_is_built(argv, said, capsys):
+    sys.path.insert(0, str(REPO / "sweeps"))
+    import full_grid
+
+    assert full_grid.main({"study": full_grid.STUDY}, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1

@@ -36,6 +36,7 @@ from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.trials.ledger import Ledger
 from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.sweep.lock import experiment_lock
+from glu_ray.sweep.cluster import check_storage_shared
 from glu_ray.sweep.estimate import modelled_times, trial_costs
 from glu_ray.sweep.plan import expected_seconds, longest_first, reference_trials, with_references
 from glu_ray.sweep.results import results_table
@@ -101,6 +102,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     pruned = [replace(_with_artifact_dir(c, root), ranking_cache=cache) for c in pruned]
     tracker, uri = _tracker(opts, root)
     _init_ray(opts)
+    check_storage_shared(root)  # a node that cannot see it: one line, before any trial
     tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
     configs = {c.key: c for c in baselines + pruned}
     tracker.set_runs_view(headline_keys(baselines + pruned))
@@ -113,7 +115,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     if whole:
         trials = baselines + ready
         _run_phase("sweep", longest_first(trials, _expected_seconds(trials, ledger, opts)), ledger, tracker, opts, root)
-    if held:
+    if held and whole:  # (cut short: the CLI says so, and the rerun measures them)
         log.warning("%d pruned trial(s) not started: their reference's stage 0 was not measured (%s); rerun the "
                     "same command", len(held), ", ".join(sorted({c.model_name for c in held})))
 
