@@ -140,7 +140,7 @@ def _chosen(searches: Sequence[Search], ledger: Ledger, verbose: int) -> list[Tr
             if (key, f.target) not in recorded:
                 ledger.append(Event(key, CHOICE, None, TrialStatus.COMPLETED, {TRIAL_KEY: key, **_choice(f)}))
             if f.width is None:
-                log.warning("--widths auto: %s never reaches %gx its baseline's stage-0 perplexity within %g%% pruned "
+                log.warning("--widths auto: %s never reaches %gx its baseline's stage-0 perplexity within %.1f%% pruned "
                             "(%.3gx there): unreachable", s.template.method, f.target, grid_pct(s), f.ratio)
                 continue
             cfg = replace(s.at(f.width), baseline_ppl=None, width_choice=WidthChoice(f.target, f.steps, f.ratio))
