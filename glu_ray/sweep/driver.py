@@ -112,6 +112,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     if grid.widths is not None and whole:  # --widths auto: the pruned trials are known only now
         pruned, searched = _auto_widths(grid, baselines, ledger, tracker, opts, root)
         pruned = [replace(_with_artifact_dir(c, root), ranking_cache=cache) for c in pruned]
+        configs.update({c.key: c for c in pruned})
         references = reference_trials(baselines, pruned, grid.stop, grid.metrics)
         whole = _measure_references(references, ledger, opts, root)  # the controls at the widths found
     ready, held = with_references(pruned, ledger.stage0(), baselines, references)
