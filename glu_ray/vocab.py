@@ -81,6 +81,8 @@ STAGE, STATUS = "stage", "status"
 NODE_ID = "node_id"  # the Ray node a trial's attempt ran on (a cluster's nodes may share one IP)
 IDENTITY = (TRIAL_KEY, MODEL, MODEL_NAME, METRIC, EXPANSION_RATIO, PRUNING_PCT, WIDTH)
 BOOKKEEPING = (STAGE, STATUS, DTYPE_USED, NODE_ID)
+# --widths auto: how a trial's width was chosen (params of the trial's run; glu_ray/sweep/width_search.py)
+WIDTH_TARGET_RATIO, WIDTH_SEARCH_STEPS, WIDTH_SEARCH_RATIO = "width_target_ratio", "width_search_steps", "width_search_ratio"
 
 # -- MLflow tags -----------------------------------------------------------------------------
 ROLE_TAG, STATUS_TAG, KEY_TAG, ERROR_TAG = "glu_ray.role", "glu_ray.status", "glu_ray.trial_key", "glu_ray.error"

@@ -64,3 +64,25 @@ def test_demo_preset_and_the_stop_flags(presets):
     assert grid.stop == StopRule(reference="control", threshold=4.0)
     _, args = _grid(presets, "--preset", "demo")
     assert stop_from_args(args, presets["demo"]) == presets["demo"].stop
+
+
+def test_widths_auto_replaces_the_fixed_grid_and_a_preset_can_default_to_it(presets):
+    from dataclasses import replace
+
+    from glu_ray.errors import GluRayError
+    from glu_ray.sweep.width_search import DEFAULT_TARGETS, WidthSearch
+
+    grid, _ = _grid(presets, "--preset", "smol", "--widths", "auto")
+    assert grid.widths == WidthSearch() and grid.widths.targets == DEFAULT_TARGETS and grid.targets == ()
+    baselines, pruned = build_trials(grid)
+    assert len(baselines) == 1 and pruned == []  # the pruned trials come from the search, at run time
+    grid, _ = _grid(presets, "--preset", "smol", "--widths", "auto", "--width-targets", "5,2")
+    assert grid.widths.targets == (2.0, 5.0)
+    with pytest.raises(GluRayError, match="--widths auto"):
+        _grid(presets, "--preset", "smol", "--width-targets", "2")
+    with pytest.raises(SystemExit):  # one way to say the widths
+        _grid(presets, "--preset", "smol", "--widths", "auto", "--pruning-pcts", "10")
+    auto = {**presets, "smol": replace(presets["smol"], widths=WidthSearch(targets=(1.5,)))}
+    assert _grid(auto, "--preset", "smol")[0].widths.targets == (1.5,)
+    assert _grid(auto, "--preset", "smol", "--pruning-pcts", "10")[0].widths is None  # the flags win
+    assert _grid(auto, "--preset", "smol", "--widths", "fixed")[0].widths is None

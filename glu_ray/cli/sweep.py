@@ -30,6 +30,7 @@ from glu_ray.models.tiny import tiny_preset_models
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.recovery.students import STUDENTS
+from glu_ray.sweep.width_search import DEFAULT_TARGETS, WidthSearch
 from glu_ray.vocab import ERROR_TAG, TrialStatus
 
 log = logging.getLogger("glu_ray")
@@ -55,6 +56,7 @@ class Preset:
     recovery: RecoverySpec | Callable[[Path], RecoverySpec] | None = None
     control_seeds: int = 1  # random pruning's replicates at every width (--control-seeds)
     budget: Budget | None = None  # the time it promises (e.g. `make demo`'s ~10 minutes on 2 CPUs)
+    widths: WidthSearch | None = None  # --widths auto by default: search these stage-0 ratios (see width_search.py)
 
 
 def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
@@ -81,6 +83,11 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     how = p.add_mutually_exclusive_group()
     how.add_argument("--ratios", type=_floats, help="expansion ratios, e.g. 3.6,2.4")
     how.add_argument("--pruning-pcts", type=_floats, help="percentages of MLP neurons removed, e.g. 10,40")
+    how.add_argument("--widths", choices=("auto", "fixed"), help="auto: per model and metric, search (stage 0 only) "
+                     "the widths whose perplexity is --width-targets x the baseline's, and evaluate only those; "
+                     "fixed: the preset's --ratios/--pruning-pcts (default: the preset's choice)")
+    p.add_argument("--width-targets", type=_floats, help="with --widths auto: stage-0 perplexity ratios to the "
+                   f"baseline to place widths at (default: {','.join(f'{t:g}' for t in DEFAULT_TARGETS)})")
     p.add_argument("--suite", help="benchmark suite for --models (default: the preset's)")
     p.add_argument("--tasks", type=_names, help="only these benchmarks of the suite")
     p.add_argument("--tasks-dir", help="your own lm-eval task folder")
@@ -144,13 +151,7 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
         models = tuple(ModelSpec(m, suite) for m in args.models)
     elif args.suite:
         models = tuple(replace(m, suite=args.suite) for m in models)
-    given = args.pruning_pcts if args.pruning_pcts is not None else args.ratios
-    if given is not None and not given:
-        raise GluRayError("the grid has no ratios: --ratios / --pruning-pcts got no numbers")
-    pcts, ratios = (args.pruning_pcts, args.ratios) if given else (preset.pruning_pcts, preset.ratios)
-    targets = tuple(TargetWidth(pruning_pct=p) for p in pcts or ()) + tuple(TargetWidth(expansion_ratio=r) for r in ratios or ())
-    if not targets:
-        raise GluRayError("the grid has no ratios: give --ratios or --pruning-pcts")
+    targets, widths = _widths(args, preset)
     ev = preset.eval(storage) if callable(preset.eval) else preset.eval
     overrides = {"tasks": args.tasks, "tasks_dir": args.tasks_dir, "limit": args.limit,
                  "batch_size": args.batch_size, "ppl_text": args.ppl_text}
@@ -163,7 +164,25 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
                      control_seeds=args.control_seeds or preset.control_seeds,
                      bias_compensation=args.bias_compensation,
                      efficiency=_efficiency(args, preset),
-                     recovery=recovery_from_args(args, preset, storage))
+                     recovery=recovery_from_args(args, preset, storage), widths=widths)
+
+
+def _widths(args: argparse.Namespace, preset: Preset) -> tuple[tuple[TargetWidth, ...], WidthSearch | None]:
+    """(fixed targets, None), or ((), the search) for --widths auto (a preset's default too)."""
+    given = args.pruning_pcts if args.pruning_pcts is not None else args.ratios
+    if given is not None and not given:
+        raise GluRayError("the grid has no ratios: --ratios / --pruning-pcts got no numbers")
+    auto = args.widths == "auto" or (args.widths is None and given is None and preset.widths is not None)
+    if auto:
+        search = preset.widths or WidthSearch()
+        return (), replace(search, targets=args.width_targets) if args.width_targets is not None else search
+    if args.width_targets is not None:
+        raise GluRayError("--width-targets places widths for --widths auto: add it (or drop --width-targets)")
+    pcts, ratios = (args.pruning_pcts, args.ratios) if given else (preset.pruning_pcts, preset.ratios)
+    targets = tuple(TargetWidth(pruning_pct=p) for p in pcts or ()) + tuple(TargetWidth(expansion_ratio=r) for r in ratios or ())
+    if not targets:
+        raise GluRayError("the grid has no ratios: give --ratios, --pruning-pcts or --widths auto")
+    return targets, None
 
 
 def _efficiency(args: argparse.Namespace, preset: Preset) -> EfficiencySpec | None:

@@ -110,6 +110,13 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
 
     references = reference_trials(baselines, pruned, grid.stop, grid.metrics)
     whole = _measure_references(references, ledger, opts, root)
+    searched = True
+    if grid.widths is not None and whole:  # --widths auto: the pruned trials are known only now
+        pruned, searched = _auto_widths(grid, baselines, ledger, tracker, opts, root)
+        pruned = [replace(_with_artifact_dir(c, root), ranking_cache=cache) for c in pruned]
+        configs.update({c.key: c for c in pruned})
+        references = reference_trials(baselines, pruned, grid.stop, grid.metrics)
+        whole = _measure_references(references, ledger, opts, root)  # the controls at the widths found
     ready, held = with_references(pruned, ledger.stage0(), baselines, references)
     configs.update({c.key: c for c in ready})
     if whole:
@@ -122,7 +129,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     rows = ledger.results()
     trials = tuple(baselines + [configs[c.key] for c in pruned])  # grid order
     ended = {e.key for e in ledger.events() if e.kind == "end"}
-    finished = all(c.key in ended for c in trials)
+    finished = searched and all(c.key in ended for c in trials)
     try:
         tracker.sync(ledger, configs)
         tracker.publish(results_table(trials, rows), None)  # never raises; the CLI adds the report (above the sweep)
@@ -148,6 +155,31 @@ def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Pa
     _fit("references", pending, [done], lambda config: _resources(config, opts, gpu_mem, whole_gpu=True), opts, root,
          stop={STAGE: 0})  # a trial's first report is its stage 0
     return done.ended >= {c.key for c in pending}
+
+
+def _auto_widths(grid: SweepGrid, baselines, ledger: Ledger, tracker, opts: SweepOptions, root: Path):
+    """(pruned trials at the widths --widths auto found, whether every search settled): the search
+    is its own Tune experiment of stage-0 probes (sweep/width_searcher.py), in the ledger as
+    ``width_search`` events and in MLflow as the sweep run's width_search.json."""
+    from glu_ray.sweep.references import ReferenceCallback  # lazy: Tune (see _fit)
+    from glu_ray.sweep.width_searcher import find_widths
+    from glu_ray.trials.ledger import SEARCH
+
+    gpu_mem = gpu_memory(opts.gpu_memory_gb)
+    cache = str(root / "rankings")
+
+    def run_probes(searcher, max_trials: int) -> None:
+        _fit("widths", None, [ReferenceCallback(ledger, opts.verbose, kind=SEARCH)],
+             lambda config: _resources(config, opts, gpu_mem), opts, root, stop={STAGE: 0},
+             searcher=searcher, num_samples=max_trials)
+
+    templates = [replace(c, ranking_cache=cache) for c in baselines]  # probes share the sweep's rankings
+    pruned, settled, record = find_widths(grid, templates, ledger, run_probes, opts.verbose)
+    try:
+        tracker.log_dict(record, "width_search.json")
+    except Exception as err:  # noqa: BLE001 - the ledger holds every probe and choice
+        log.warning("the width search's record did not reach MLflow (%s); it is in %s", first_line(err), ledger.path)
+    return pruned, settled
 
 
 def _expected_seconds(trials, ledger: Ledger, opts: SweepOptions) -> dict[str, float]:
@@ -196,16 +228,19 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
     return all(c.key in ended for c in pending)
 
 
-def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, stop=None) -> None:
-    """One Tune experiment over ``pending``, in order."""
+def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, stop=None, searcher=None,
+         num_samples: int = 1) -> None:
+    """One Tune experiment over ``pending``, in order; or, with a ``searcher``, over what it suggests
+    (at most ``num_samples`` trials)."""
     # Ray Tune and the callbacks (which subclass Tune's) are imported where a sweep runs: Tune
     # costs ~5 s at import (python -X importtime), which --estimate and --help never need.
     from ray import tune
 
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
-        param_space={"trial": tune.grid_search([c.to_dict() for c in pending])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
+        param_space={} if searcher else {"trial": tune.grid_search([c.to_dict() for c in pending])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True,
+                                    search_alg=searcher, num_samples=num_samples),
         run_config=tune.RunConfig(
             name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(root / "ray"),

@@ -19,6 +19,7 @@ from glu_ray.cost.workloads import load_workloads
 from glu_ray.errors import GluRayError
 from glu_ray.models.loading import check_glu_config
 from glu_ray.models.snapshots import snapshot_path
+from glu_ray.pruning.widths import TargetWidth
 from glu_ray.sweep.grid import SweepGrid, build_trials, gpu_fraction, gpu_memory
 from glu_ray.sweep.plan import longest_first, reference_trials
 from glu_ray.trials.config import TrialConfig
@@ -103,6 +104,8 @@ def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpus
                    gpus_per_node: int | None = None) -> int:
     """Cost every trial of ``grid`` and print the table; with ``gpus``, the simulated makespan
     beside the GPU-hours and the lower bound. Returns 0."""
+    if grid.widths is not None:
+        grid = _auto_as_fixed(grid)
     baselines, pruned = build_trials(grid, load_config=config_or_snapshot)
     mem = gpu_memory(opts.gpu_memory_gb)
     share_of = lambda c: opts.gpu_fraction or gpu_fraction(c.num_params, mem)  # noqa: E731 - as the sweep packs
@@ -113,6 +116,16 @@ def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpus
         print(makespan_text(baselines, pruned, grid, modelled_times(costs, profile),
                             stopped_fraction, gpus, gpus_per_node or gpus))
     return 0
+
+
+def _auto_as_fixed(grid: SweepGrid) -> SweepGrid:
+    """--widths auto finds its widths at run time: price one trial per target, spread over 10-90%
+    pruned (a trial's cost grows with its width), and say so; the stage-0 probes are not priced."""
+    n = len(grid.widths.targets)
+    pcts = [10 + 80 * i / max(n - 1, 1) for i in range(n)]
+    print(f"--widths auto: {n} trials per (model, metric) priced at {', '.join(f'{p:.0f}' for p in pcts)}% pruned "
+          "(the widths are found when the sweep runs); the stage-0 search before them is not priced")
+    return replace(grid, widths=None, targets=tuple(TargetWidth(pruning_pct=p) for p in pcts))
 
 
 def makespan_text(baselines, pruned, grid: SweepGrid, times: dict[str, TrialTimes], stopped_fraction: float,

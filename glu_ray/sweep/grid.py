@@ -23,6 +23,7 @@ from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.trials.stop_rule import CONTROL_METRIC, StopRule
+from glu_ray.sweep.width_search import WidthSearch
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SweepGrid:
     calibration: CalibrationSpec | None = None  # what data-driven metrics (and bias compensation) read
     bias_compensation: bool = False  # every pruned trial: the pruned neurons' mean becomes a bias
     recovery: RecoverySpec | None = None  # heal every pruned trial (baselines have nothing to heal)
+    widths: WidthSearch | None = None  # --widths auto: widths found from stage 0 (targets then unused)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
         info = inspect_model(spec, grid.trust_remote_code, load_config)
         if grid.bias_compensation:
             check_supported(load_config(info.source, trust_remote_code=grid.trust_remote_code))
-        widths = {resolve_width(t, info.intermediate, info.hidden) for t in grid.targets}
+        widths = set() if grid.widths else {resolve_width(t, info.intermediate, info.hidden) for t in grid.targets}
         native = Width(info.intermediate, info.intermediate, info.hidden)
         baselines.append(_trial(grid, spec, evals[spec], info, None, native))
         pruned += [_trial(grid, spec, evals[spec], info, m, w, seed) for m in grid.metrics
@@ -159,7 +161,20 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         efficiency=grid.efficiency,
         recovery=None if metric is None else grid.recovery,
     )
-    if metric is not None and (grid.bias_compensation or get_metric(metric).needs_calibration):
+    return _with_calibration(grid, cfg)
+
+
+def pruned_at(grid: SweepGrid, baseline: TrialConfig, metric: str, width: int) -> TrialConfig:
+    """The pruned trial of ``baseline``'s model with ``metric`` at ``width``, as build_trials makes it
+    (--widths auto: widths known only once the search has run)."""
+    native = baseline.width
+    cfg = replace(baseline, metric=metric, width=Width(width, native.intermediate, native.hidden),
+                  recovery=grid.recovery)
+    return _with_calibration(grid, cfg)
+
+
+def _with_calibration(grid: SweepGrid, cfg: TrialConfig) -> TrialConfig:
+    if cfg.metric is not None and (grid.bias_compensation or get_metric(cfg.metric).needs_calibration):
         # Only trials that read calibration carry it: a static metric's ranking (and key) stays as it was.
         cfg = replace(cfg, calibration=grid.calibration, bias_compensation=grid.bias_compensation)
     return cfg

@@ -15,7 +15,7 @@ from ray.tune import Callback
 
 from glu_ray.tracking.callback import error_text, last_line
 from glu_ray.trials.config import TrialConfig
-from glu_ray.trials.ledger import REFERENCE, Event, Ledger
+from glu_ray.trials.ledger import REFERENCE, Event, Ledger  # SEARCH events too (kind)
 from glu_ray.vocab import PPL_BYTE, PPL_SECONDS, PPL_WORD, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus
 
 log = logging.getLogger("glu_ray")
@@ -23,8 +23,9 @@ KEPT = (PPL_WORD, PPL_BYTE, PPL_SECONDS, TRIAL_SECONDS, TRIAL_CPU_SECONDS)
 
 
 class ReferenceCallback(Callback):
-    def __init__(self, ledger: Ledger, verbose: int = 1):
+    def __init__(self, ledger: Ledger, verbose: int = 1, kind: str = REFERENCE):
         self.ledger = ledger
+        self.kind = kind  # REFERENCE, or SEARCH for the probes of --widths auto
         self.verbose = verbose
         self.ended: set[str] = set()  # keys whose reference run ended, measured or failed: not cut short
 
@@ -32,10 +33,12 @@ class ReferenceCallback(Callback):
         if int(result[STAGE]) != 0:
             return
         cfg = _cfg(trial)
-        self.ledger.append(Event(cfg.key, REFERENCE, 0, TrialStatus(result[STATUS]),
+        self.ledger.append(Event(cfg.key, self.kind, 0, TrialStatus(result[STATUS]),
                                  {k: result[k] for k in KEPT if k in result}))
         if self.verbose:
-            print(f"reference {cfg.name}: stage 0 ppl {result[PPL_WORD]:.4g}", file=sys.stdout, flush=True)
+            what = "reference" if self.kind == REFERENCE else "width probe"
+            print(f"{what} {cfg.name} (width {cfg.width.width}): stage 0 ppl {result[PPL_WORD]:.4g}", file=sys.stdout,
+                  flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.ended.add(_cfg(trial).key)
@@ -43,8 +46,8 @@ class ReferenceCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         cfg = _cfg(trial)
         self.ended.add(cfg.key)
-        log.warning("reference %s failed before its stage 0 (%s): the trials that compare with it wait for a rerun",
-                    cfg.name, last_line(error_text(trial) or "trial raised"))
+        log.warning("%s %s failed before its stage 0 (%s): what reads it waits for a rerun", self.kind, cfg.name,
+                    last_line(error_text(trial) or "trial raised"))
 
 
 def _cfg(trial) -> TrialConfig:

@@ -144,6 +144,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "bias_compensation": cfg.bias_compensation, **(cfg.calibration.params() if cfg.calibration else {}),
         "efficiency": _efficiency_param(cfg),
         **(cfg.recovery.params() if cfg.recovery else {}),
+        **(cfg.width_choice.params() if cfg.width_choice else {}),
     }
     return {k: str(v) for k, v in p.items()}
 
@@ -239,6 +240,10 @@ class Tracker:
                 step()
             except Exception as err:  # noqa: BLE001 - the results are safe in the ledger
                 log.warning("could not log the sweep's results to MLflow: %s", err)
+
+    def log_dict(self, data, artifact_file: str) -> None:
+        """A JSON artifact of the sweep run (a rerun's replaces it: one file, never two)."""
+        self.client.log_dict(self.parent_id, data, artifact_file)
 
     def log_results(self, table) -> None:
         """``results.csv`` and ``results.json`` (an MLflow table, shown in the run's artifacts)."""

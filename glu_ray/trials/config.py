@@ -25,6 +25,9 @@ from glu_ray.vocab import (
     PRUNING_PCT,
     TRIAL_KEY,
     WIDTH,
+    WIDTH_SEARCH_RATIO,
+    WIDTH_SEARCH_STEPS,
+    WIDTH_TARGET_RATIO,
     method_name,
     trial_name,
 )
@@ -54,6 +57,19 @@ def _suite(name: str, tasks: tuple[str, ...] | None, tasks_dir: str | None) -> S
 
 
 @dataclass(frozen=True)
+class WidthChoice:
+    """--widths auto: the stage-0 ratio this width was searched for, and what the search measured."""
+
+    target_ratio: float
+    search_steps: int  # stage-0 probes the bisection took for this target
+    search_ratio: float  # the stage-0 ratio to the baseline measured at this width during the search
+
+    def params(self) -> dict:
+        return {WIDTH_TARGET_RATIO: self.target_ratio, WIDTH_SEARCH_STEPS: self.search_steps,
+                WIDTH_SEARCH_RATIO: self.search_ratio}
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """One trial: a model pruned with one metric to one width (metric None = unpruned baseline)."""
 
@@ -77,6 +93,7 @@ class TrialConfig:
     artifact_dir: str | None = None  # the trial writes its files here; the driver logs them to MLflow
     efficiency: EfficiencySpec | None = None  # --measure-efficiency: the stage after evaluation
     recovery: RecoverySpec | None = None  # heal after the pruned evaluation (pruned trials only)
+    width_choice: WidthChoice | None = None  # --widths auto: how the width was found (not part of the key)
 
     @property
     def is_baseline(self) -> bool:
@@ -119,9 +136,10 @@ class TrialConfig:
         eff = d.get("efficiency")
         calib = CalibrationSpec(**d["calibration"]) if d.get("calibration") else None
         recovery = RecoverySpec.from_dict(d["recovery"]) if d.get("recovery") else None
+        choice = WidthChoice(**d["width_choice"]) if d.get("width_choice") else None
         return cls(**{**d, "width": Width(**d["width"]), "eval": EvalSpec(**ev), "stop": StopRule.from_dict(d["stop"]),
                       "calibration": calib, "efficiency": EfficiencySpec.from_dict(eff) if eff else None,
-                      "recovery": recovery})
+                      "recovery": recovery, "width_choice": choice})
 
     def identity(self) -> dict:
         """What every report carries, so a result row stands on its own."""

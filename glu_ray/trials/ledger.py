@@ -7,6 +7,8 @@ trials that already finished, and MLflow is (re)synced from it idempotently.
 Kinds of event: ``result`` (a trial's stage), ``end`` (its final status), and ``reference``: the
 stage 0 of a trial measured alone before the sweep, for the trials that read it (sweep/plan.py).
 A reference is not a trial result: ``results`` and ``finished`` never see it (nor MLflow).
+--widths auto adds ``width_search`` (a stage-0 probe of the width search, keyed as the trial at
+that width) and ``width_choice`` (a target's chosen width): not trial results either.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from glu_ray.vocab import STATUS, TrialStatus
 
 
 REFERENCE = "reference"  # an event kind: a reference trial's stage 0, measured before the sweep
+SEARCH = "width_search"  # a stage-0 probe of --widths auto (glu_ray/sweep/width_search.py)
+CHOICE = "width_choice"  # the width --widths auto chose for one (model, metric, target ratio)
+NOT_RESULTS = (REFERENCE, SEARCH, CHOICE)
 
 
 def _clean(value):
@@ -94,7 +99,7 @@ class Ledger:
         """Trial key -> merged metrics of its latest attempt, plus its status (last one wins)."""
         rows: dict[str, dict] = {}
         for e in self.events():
-            if e.kind == REFERENCE:
+            if e.kind in NOT_RESULTS:
                 continue
             if e.kind == "result" and e.stage == 0:
                 rows[e.key] = {}  # a new attempt starts at stage 0: forget a failed one's stages
@@ -107,3 +112,11 @@ class Ledger:
         """Trial key -> its latest stage-0 data, from a reference run or the trial itself (one
         that failed later still measured it): what the trials that compare with it read."""
         return {e.key: e.data for e in self.events() if e.stage == 0 and e.kind in ("result", REFERENCE)}
+
+    def searched(self) -> dict[str, dict]:
+        """Trial key -> stage-0 data of the width search's probe at that width."""
+        return {e.key: e.data for e in self.events() if e.kind == SEARCH}
+
+    def choices(self) -> list[dict]:
+        """The width choices recorded so far, in order."""
+        return [e.data for e in self.events() if e.kind == CHOICE]
