@@ -51,12 +51,18 @@ def _interp_log(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
 def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
     """Runs that differ only by seed (the random control's replicates: ``--control-seeds``) become one
     row per benchmark: the mean score, its stderr sqrt(sum se^2) / n, and ``replicates`` = n. Runs
-    with another status stay apart (a seed stopped as catastrophic is not averaged with one that ran on)."""
-    keys = [c for c in df.columns if c not in ("score", "stderr", "stderr_source", *COST_COLUMNS)]
-    grouped = df.groupby(keys, dropna=False, sort=False)
-    out = grouped.agg(score=("score", "mean"), stderr=("stderr", lambda s: np.sqrt((s ** 2).sum(min_count=1)) / len(s)),
-                      stderr_source=("stderr_source", "first"), replicates=("score", "size"),
-                      **{c: (c, "mean") for c in COST_COLUMNS if c in df.columns}).reset_index()
+    with another status stay apart (a seed stopped as catastrophic is not averaged with one that ran
+    on). A table without replicates comes back as it is."""
+    pooled = ("score", "stderr", "stderr_source", *COST_COLUMNS)
+    keys = [c for c in df.columns if c not in pooled]
+    if df.empty or not df.duplicated(keys).any():
+        return df
+    aggs = {c: (c, "mean") for c in ("score", *COST_COLUMNS) if c in df.columns}
+    if "stderr" in df.columns:
+        aggs["stderr"] = ("stderr", lambda s: np.sqrt((s ** 2).sum(min_count=1)) / len(s))
+    if "stderr_source" in df.columns:
+        aggs["stderr_source"] = ("stderr_source", "first")
+    out = df.groupby(keys, dropna=False, sort=False).agg(**aggs, replicates=("score", "size")).reset_index()
     return out[[*df.columns, "replicates"]]
 
 
