@@ -158,6 +158,16 @@ def test_divisor_rounds_to_nearest_multiple_clamped(width, divisor, intermediate
     assert rounded == expected and type(rounded) is int  # a width: an index count, never 4864.0
 
 
+def test_the_narrowest_widths_keep_one_neuron_and_no_more_than_the_layer(tiny_llama):
+    assert resolve_width(TargetWidth(pruning_pct=99.99), 80, 32).width == 1  # 79.99 removed: 79, one kept
+    ranking = rank(tiny_llama, "maw")
+    model = copy.deepcopy(tiny_llama)
+    prune(model, ranking, Width(1, 80, 32))  # one neuron per layer is a valid width
+    assert all(t.width == 1 for t in glu_layers(model))
+    with pytest.raises(GluRayError, match=r"width must be in \[1, 80\] \(got 81\)"):
+        prune(copy.deepcopy(tiny_llama), ranking, Width(81, 80, 32))
+
+
 def test_divisor_applies_after_the_target():
     assert resolve_width(TargetWidth(pruning_pct=40, divisor=128), 8192, 2048).width == 4864
 
