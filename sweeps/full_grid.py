@@ -63,14 +63,15 @@ TINY = Preset(
 # auto keeps fp32 there), one torch thread per trial and two trials at once (a second thread per trial
 # mostly waits on a shared box), batch 8. Stage 0 is lm-eval's WikiText-2 test pages from the hub
 # (the first 6, max_length 1024: ~31 CPU-s a trial); --ppl-text FILE scores your own text.
-# --limit 30 (MMLU: per subject) keeps the suite small. README "Early stopping" says why the rule's
-# threshold is 30.
+# --limit 30 (MMLU: per subject) keeps the suite small; generation is capped at 256 new tokens
+# (IFEval's own 1280 would be minutes a prompt on 2 CPUs). README "Early stopping" says why the
+# rule's threshold is 30.
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def _smol_eval(storage, **kw) -> EvalSpec:
     return EvalSpec(**{"suite": "instruct_mixed", "limit": 30, "batch_size": 8, "max_length": 1024,
-                       "ppl_max_docs": 6, **kw})
+                       "ppl_max_docs": 6, "max_gen_toks": 256, **kw})
 
 
 SMOL = Preset(

@@ -52,6 +52,7 @@ def test_smol_preset_is_five_metrics_by_three_widths_in_the_measured_dtype(prese
         (None, "instruct_mixed", 30, 6, 1024)  # dtype None: auto, measured where the trial runs
     assert t.model == SMOLLM2 and t.eval.ppl_text is None  # stage 0: lm-eval's WikiText-2 from the hub
     assert t.variant == "instruct" and t.stop == StopRule()
+    assert t.eval.max_gen_toks == 256  # IFEval's own 1280 new tokens would be minutes a prompt on a CPU
 
 
 def test_demo_preset_and_the_stop_flags(presets):

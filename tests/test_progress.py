@@ -94,3 +94,29 @@ def test_the_sweeps_terminal_says_so_once_the_baselines_stage0_is_in():
                                                 METRIC: cfg.method})
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[2].endswith("expect about 40 minutes, not ~10")
+
+
+def test_a_trials_generation_cap_reaches_lm_eval(monkeypatch, tiny_model_dir):
+    from dataclasses import replace
+
+    from glu_ray.models.loading import load_model
+    from glu_ray.sweep import trial
+    from glu_ray.trials.config import EvalSpec
+
+    seen = []
+
+    def fake_run_suite(model, tok, suite, **kw):
+        seen.append(kw.get("gen_kwargs"))
+        raise RuntimeError("enough")  # only the arguments matter here
+
+    monkeypatch.setattr(trial, "run_suite", fake_run_suite)
+    model, tok = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    cfg = replace(_cfg(None, 80), model=str(tiny_model_dir),
+                  eval=EvalSpec(suite="tiny", tasks=("tiny_gsm8k",), max_gen_toks=7, ppl_text=None))
+    docs = ["One day a fox found a key under the old oak tree. " * 5]
+    monkeypatch.setattr(trial, "_documents", lambda source, max_docs: tuple(docs))
+    stages = trial.evaluate_stages(cfg, model, tok)
+    next(stages)  # stage 0
+    with pytest.raises(RuntimeError, match="enough"):
+        next(stages)
+    assert seen == [{"max_gen_toks": 7}]

@@ -115,13 +115,17 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
     for i, stage in enumerate(stages, start=1):
         result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,
                                                        batch_size=bs, max_length=max_length, seed=1234 + cfg.seed,
-                                                       meter=meter),
+                                                       gen_kwargs=_gen_kwargs(cfg), meter=meter),
                                  cfg.eval.batch_size)
         last = i == len(stages)
         if on_raw:
             on_raw(i, result.raw)
         yield i, {**result.metrics, eval_seconds_key(i): result.seconds}, \
             TrialStatus.COMPLETED if last else TrialStatus.RUNNING
+
+
+def _gen_kwargs(cfg: TrialConfig) -> dict | None:
+    return {"max_gen_toks": cfg.eval.max_gen_toks} if cfg.eval.max_gen_toks else None
 
 
 def _ratio(cfg: TrialConfig, ppl: float) -> float:

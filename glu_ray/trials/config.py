@@ -45,6 +45,7 @@ class EvalSpec:
     max_length: int | None = None  # fixed context so perplexities compare across trials
     ppl_text: str | None = None  # stage-0 text: None -> lm-eval's wikitext; or a local file
     ppl_max_docs: int | None = None  # cap on stage-0 documents (a cheap stage stays cheap)
+    max_gen_toks: int | None = None  # cap on new tokens of generating tasks (None: the suite's, else each task's)
 
     def load_suite(self) -> Suite:
         """The suite this spec names, with its task subset: loaded (and checked) once per spec."""
