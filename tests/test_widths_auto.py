@@ -27,8 +27,8 @@ from glu_ray.trials.ledger import CHOICE, SEARCH, Ledger
 
 pytestmark = pytest.mark.slow
 # The tiny model (40 training steps) is fragile only so far: 95% pruned is ~1.4x its baseline, so
-# three targets below that and one (2x) it never reaches, which must be reported, not looped on.
-REACHABLE, UNREACHABLE = (1.05, 1.15, 1.3), 2.0
+# two targets below that and one (2x) it never reaches, which must be reported, not looped on.
+REACHABLE, UNREACHABLE = (1.1, 1.3), 2.0
 TARGETS = (*REACHABLE, UNREACHABLE)
 
 

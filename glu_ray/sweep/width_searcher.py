@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from ray.tune.search import Searcher
 
 from glu_ray.pruning.widths import Width
-from glu_ray.sweep.grid import pruned_at
+from glu_ray.sweep.grid import SweepGrid, pruned_at
 from glu_ray.sweep.plan import _finite
 from glu_ray.sweep.width_search import Bisection, Found, WidthSearch
 from glu_ray.trials.config import TrialConfig, WidthChoice
@@ -101,7 +101,7 @@ class WidthSearcher(Searcher):
         bis.record(width, float(result[PPL_WORD]) / self.searches[i].baseline_ppl)
 
 
-def find_widths(grid, baselines: Sequence[TrialConfig], ledger: Ledger, run_probes, verbose: int = 1):
+def find_widths(grid: SweepGrid, baselines: Sequence[TrialConfig], ledger: Ledger, run_probes, verbose: int = 1):
     """(pruned trials at the widths found, every search settled, the search's record for MLflow).
 
     ``run_probes(searcher, max_trials)`` runs the Tune experiment of stage-0 probes, each probe's
@@ -141,7 +141,7 @@ def _chosen(searches: Sequence[Search], ledger: Ledger, verbose: int) -> list[Tr
                 ledger.append(Event(key, CHOICE, None, TrialStatus.COMPLETED, {TRIAL_KEY: key, **_choice(f)}))
             if f.width is None:
                 log.warning("--widths auto: %s never reaches %gx its baseline's stage-0 perplexity within %.1f%% pruned "
-                            "(%.3gx there): unreachable", s.template.method, f.target, grid_pct(s), f.ratio)
+                            "(%.3gx there): unreachable", s.template.method, f.target, _narrowest_pct(s), f.ratio)
                 continue
             cfg = replace(s.at(f.width), baseline_ppl=None, width_choice=WidthChoice(f.target, f.steps, f.ratio))
             if cfg.key not in seen:  # two targets may land on one width (integer widths): one trial
@@ -154,7 +154,7 @@ def _chosen(searches: Sequence[Search], ledger: Ledger, verbose: int) -> list[Tr
     return out
 
 
-def grid_pct(s: Search) -> float:
+def _narrowest_pct(s: Search) -> float:
     return 100.0 * (1 - s.bisection.narrowest / s.bisection.intermediate)
 
 
