@@ -140,6 +140,13 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     return SweepResult(trials, rows, finished, root, uri, opts.name)
 
 
+def _trial_lines(opts: SweepOptions) -> list:
+    """The running trials' own progress lines, where the sweep prints anything (verbose >= 1)."""
+    from glu_ray.sweep.progress import TrialLinesCallback  # lazy: Tune (see _fit)
+
+    return [TrialLinesCallback()] if opts.verbose else []
+
+
 def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Path) -> bool:
     """Each reference not yet measured: its trial, stopped by Tune after stage 0, alone on a whole
     GPU (the cluster is otherwise idle: first-fit would stack fractional ones on one GPU). False
@@ -152,7 +159,7 @@ def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Pa
         return True
     done = ReferenceCallback(ledger, opts.verbose)
     gpu_mem = gpu_memory(opts.gpu_memory_gb)
-    _fit("references", pending, [done], lambda config: _resources(config, opts, gpu_mem, whole_gpu=True), opts, root,
+    _fit("references", pending, [done, *_trial_lines(opts)], lambda config: _resources(config, opts, gpu_mem, whole_gpu=True), opts, root,
          stop={STAGE: 0})  # a trial's first report is its stage 0
     return done.ended >= {c.key for c in pending}
 
@@ -169,7 +176,7 @@ def _auto_widths(grid: SweepGrid, baselines, ledger: Ledger, tracker, opts: Swee
     cache = str(root / "rankings")
 
     def run_probes(searcher, max_trials: int) -> None:
-        _fit("widths", None, [ReferenceCallback(ledger, opts.verbose, kind=SEARCH)],
+        _fit("widths", None, [ReferenceCallback(ledger, opts.verbose, kind=SEARCH), *_trial_lines(opts)],
              lambda config: _resources(config, opts, gpu_mem), opts, root, stop={STAGE: 0},
              searcher=searcher, num_samples=max_trials)
 
@@ -259,14 +266,21 @@ def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, s
 @contextmanager
 def _tune_env(quiet: bool) -> Iterator[None]:
     """Tune's environment switches for one fit. Quiet: Tune's new reporter prints an experiment
-    box and a TensorBoard hint even at verbose 0; its legacy one at 0 prints nothing."""
+    box and a TensorBoard hint even at verbose 0; its legacy one at 0 prints nothing. Tune's result
+    grid warns about trials it has no result files for (the stage-0-only reference and width-search
+    runs, stopped after their first report): the ledger holds every result, so quiet hides that."""
     switches = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"} if quiet else {}
     saved = {k: os.environ.get(k) for k in switches}
     for k, v in switches.items():
         os.environ.setdefault(k, v)  # a user's own setting wins
+    grid_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = grid_log.level
+    if quiet:
+        grid_log.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        grid_log.setLevel(level)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -42,16 +42,12 @@ def progress_line(cfg: TrialConfig, stage: int | None, status: TrialStatus, ppl:
 log = logging.getLogger("glu_ray")
 
 
-class ProgressCallback(Callback):
-    """Prints after every stage a trial reports and when it fails, and the running trials' own
-    progress lines in between; ``total`` counts the phase's trials."""
+class TrialLinesCallback(Callback):
+    """Prints the running trials' own progress lines (progress_log.py) as they arrive: every Tune
+    experiment of a sweep has one, the stage-0-only reference and width-search runs included."""
 
-    def __init__(self, total: int, out: TextIO | None = None, budget: Budget | None = None):
-        self.total = total
+    def __init__(self, out: TextIO | None = None):
         self.out = out
-        self.budget = budget  # the preset's time promise: a slow machine is told what to expect
-        self.done = 0
-        self.seen: dict[str, dict] = {}  # Tune trial id -> {"stage", "status", "ppl", "ppl_x"}
         self.log = self.pending = None  # the progress actor (created where Ray runs: setup) and its drain call
 
     def setup(self, **info):
@@ -82,9 +78,26 @@ class ProgressCallback(Callback):
             log.debug("progress actor unavailable: %s", err)
             self.log = self.pending = None
             return
-        width = len(str(self.total))
         for line in lines:
-            print(f"[{self.done:>{width}}/{self.total}] {line}", file=self.out or sys.stdout, flush=True)
+            print(self.prefix() + line, file=self.out or sys.stdout, flush=True)
+
+    def prefix(self) -> str:
+        return ""
+
+
+class ProgressCallback(TrialLinesCallback):
+    """Prints after every stage a trial reports and when it fails, and the running trials' own
+    progress lines in between; ``total`` counts the phase's trials."""
+
+    def __init__(self, total: int, out: TextIO | None = None, budget: Budget | None = None):
+        super().__init__(out)
+        self.total = total
+        self.budget = budget  # the preset's time promise: a slow machine is told what to expect
+        self.done = 0
+        self.seen: dict[str, dict] = {}  # Tune trial id -> {"stage", "status", "ppl", "ppl_x"}
+
+    def prefix(self) -> str:
+        return f"[{self.done:>{len(str(self.total))}}/{self.total}] "
 
     def _print(self, trial, **state) -> None:
         cfg = TrialConfig.from_dict(trial.config["trial"])
