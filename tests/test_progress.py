@@ -47,14 +47,17 @@ def test_a_running_trials_lines_reach_the_drivers_terminal(ray_cluster):
     out = io.StringIO()
     callback = ProgressCallback(total=3, out=out)
     callback.setup()
+    callback.drain(wait=30)
+    out.truncate(0), out.seek(0)  # whatever an earlier sweep of this Ray session left there
 
     @ray.remote(num_cpus=0)
     def trial() -> bool:  # another process, as a Tune trial is
         emit = trial_sink("SmolLM2/maw/3.6x")
         if emit is None:
             return False
-        emit("stage 0 perplexity: 4,096/9,211 tokens (44%), 120 tokens/s, ETA 43s")
-        emit("stage 0 perplexity: 8,192/9,211 tokens (89%), 121 tokens/s, ETA 8s")
+        sent = [emit("stage 0 perplexity: 4,096/9,211 tokens (44%), 120 tokens/s, ETA 43s"),
+                emit("stage 0 perplexity: 8,192/9,211 tokens (89%), 121 tokens/s, ETA 8s")]
+        ray.get(sent)  # delivered before the driver drains (a trial itself never waits)
         return True
 
     assert ray.get(trial.remote())
@@ -64,6 +67,7 @@ def test_a_running_trials_lines_reach_the_drivers_terminal(ray_cluster):
         "[0/3] SmolLM2/maw/3.6x stage 0 perplexity: 8,192/9,211 tokens (89%), 121 tokens/s, ETA 8s"]
     callback.drain(wait=30)
     assert len(out.getvalue().splitlines()) == 2  # drained once
+
 
 
 
