@@ -18,12 +18,16 @@ BATCH = 4
 
 def main(model_id: str, limit: int, suites: list[str]) -> dict:
     from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
 
     from glu_ray.evaluation.harness import BOOTSTRAP_ITERS, context_length, flatten, run_suite
     from glu_ray.evaluation.suites import load_suite
     from glu_ray.models.loading import load_model
 
     model, tok = load_model(model_id, device="cpu")
+    # lm-eval's own index of its task YAMLs, built once: simple_evaluate builds one per call without
+    # it (~10 s each on 2 CPUs, parsing ~14k YAML files), which is set-up, not scoring.
+    tasks = TaskManager()
     out = {}
     for name in suites:
         suite = load_suite(name)
@@ -34,7 +38,7 @@ def main(model_id: str, limit: int, suites: list[str]) -> dict:
             group = tuple(group)
             result = simple_evaluate(
                 model="hf", model_args=f"pretrained={model_id},max_length={length},dtype=float32,device=cpu",
-                tasks=[b.task for b in group], num_fewshot=shots, limit=limit, batch_size=BATCH,
+                tasks=[b.task for b in group], task_manager=tasks, num_fewshot=shots, limit=limit, batch_size=BATCH,
                 bootstrap_iters=BOOTSTRAP_ITERS, gen_kwargs=dict(GEN), log_samples=False,
                 apply_chat_template=suite.apply_chat_template, fewshot_as_multiturn=suite.apply_chat_template,
                 random_seed=SEED, numpy_random_seed=SEED, torch_random_seed=SEED, fewshot_random_seed=SEED)

@@ -68,7 +68,8 @@ def killed_and_rerun(tmp_path_factory):
     assert first.returncode != 0, "the first attempt ended on its own before it was killed"
     at_kill = Ledger(ledger).events()
     done_at_kill = {e.key for e in at_kill if e.kind == "end" and e.status.final}
-    assert 2 <= len(done_at_kill) < N_TRIALS, "the kill must land mid-sweep"
+    assert 2 <= len(done_at_kill) < N_TRIALS, ("the kill must land mid-sweep; the first attempt's stderr ends:\n"
+                                              + "\n".join((storage / "first.err").read_text().splitlines()[-15:]))
 
     trace = storage / "connect.trace"
     prefix = _strace_prefix(trace)
