@@ -169,9 +169,10 @@ def main(out: Path, model: Path, text: Path) -> None:
                     "ledger": str(result.experiment_dir / "ledger.jsonl"),
                     "keys": [c.key for c in result.trials], "status": {k: str(r["status"]) for k, r in result.rows.items()}}
 
-        # A: half a logical GPU per trial: up to two at once on each node's GPU, on both nodes.
-        # Four trials, four half-GPU slots: all at once, so each node holds two on its one GPU.
-        report["packing"] = {**sweep("packing", grid(("maw", "vow", "pon"), (50,)), gpu_fraction=0.5), "nodes": dict(ids)}
+        # A: the user's own command joining the cluster through RAY_ADDRESS, in a user's shell
+        # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 as `make` sets it). Half a logical GPU per trial: four
+        # trials, four half-GPU slots, so each node holds two at once on its one GPU.
+        report["packing"] = {**script_sweep(port, storage, model, text), "nodes": dict(ids)}
         # B: the worker's raylet killed mid-trial; one retry: the trial reruns on the head.
         killed: dict = {}
         slow.write_text("")
@@ -206,6 +207,24 @@ def main(out: Path, model: Path, text: Path) -> None:
             _stop(proc)
         tmp.unlink()
         tmp.parent.rmdir()
+
+
+def script_sweep(port: int, storage: Path, model: Path, text: Path) -> dict:
+    """``sweeps/full_grid.py`` as a user runs it against this cluster; what it printed, and its ledger."""
+    from glu_ray.trials.ledger import Ledger
+
+    cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", str(model),
+           "--suite", "tiny", "--metrics", "maw,vow,pon", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
+           "--batch-size", "4", "--ppl-text", str(text), "--threshold", "1e6", "--gpu-fraction", "0.5",
+           "--storage", str(storage), "--experiment", "packing", "--tracking-uri", f"sqlite:///{storage / 'mlflow.db'}"]
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    t = time.monotonic()
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    ledger = storage / "packing" / "ledger.jsonl"
+    status = {k: str(v) for k, v in Ledger(ledger).finished().items()} if ledger.is_file() else {}
+    return {"finished": run.returncode == 0, "returncode": run.returncode, "stdout": run.stdout, "stderr": run.stderr,
+            "uri": f"sqlite:///{storage / 'mlflow.db'}", "seconds": time.monotonic() - t, "ledger": str(ledger),
+            "keys": sorted(status), "status": status}
 
 
 def _accepts(port: int) -> bool:

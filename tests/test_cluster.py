@@ -1,7 +1,7 @@
 """The sweep on two real Ray nodes of this machine, loopback only (tests/clusterkit.py runs them).
 
-One run of the kit per module (~3 min on a quiet 2-CPU machine): trials on both nodes, fractional
-packing, a worker node killed mid-trial with and without a retry, and a node that cannot see the
+One run of the kit per module (~3 min on a quiet 2-CPU machine): the sweep script joining through
+RAY_ADDRESS, trials on both nodes, fractional packing, a worker node killed mid-trial with and without a retry, and a node that cannot see the
 storage. The kit runs in a network namespace of its own that has only ``lo`` (``unshare --net``:
 root, as here and in CI), so a second node can join without Ray advertising any other address.
 """
@@ -65,9 +65,24 @@ def test_the_cluster_stayed_on_loopback(cluster):
     assert cluster["address"].startswith("127.0.0.1:")
 
 
+def test_the_sweep_script_joins_the_cluster_through_ray_address_and_prints_only_its_own_lines(cluster):
+    packing = cluster["packing"]
+    said = packing["stdout"] + packing["stderr"]
+    assert packing["returncode"] == 0, said[-3000:]
+    assert cluster["address"] in said  # it joined the cluster started here
+    # What a researcher sees: one line per trial event, never Ray Tune's per-trial configuration box,
+    # nor its experiment box, TensorBoard hint or TensorBoard logger warnings ...
+    assert "started with configuration" not in said
+    assert "Configuration for experiment" not in said and "tensorboard" not in said.lower(), said[-3000:]
+    # ... nor its result grid's warning about the stage-0-only reference runs (the ledger has them).
+    assert "Failed to fetch metrics" not in said, said[-3000:]
+    assert "stage 0" in packing["stdout"] and "completed" in packing["stdout"], packing["stdout"][-3000:]
+
+
 def test_trials_land_on_both_nodes_packed_by_their_gpu_fraction(cluster):
     packing = cluster["packing"]
     assert packing["finished"] and set(packing["status"].values()) == {"completed"}
+    assert len(packing["keys"]) == 4  # the baseline and three metrics at 50%
     runs = _runs(packing, "packing")
     assert set(runs) == set(packing["keys"])
     where = {k: r.data.tags[NODE_TAG] for k, r in runs.items()}
