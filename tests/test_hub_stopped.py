@@ -102,6 +102,8 @@ def test_each_trial_that_needed_the_hub_fails_with_one_line_and_the_sweep_goes_o
     assert len(re.findall(rf"^\[\d/3\] stories260K-b +baseline native +failed: {why}$", first.stdout, re.M)) == 1, \
         first.stdout
     assert re.search(r"^1 pruned trial\(s\) not started: .*\(stories260K-b\); rerun the same command$", first.stderr, re.M)
+    assert re.search(r"^1 trial\(s\) failed and 1 not started \(their reference failed\) .*; rerun the same command "
+                     "to retry only those$", first.stdout, re.M), first.stdout  # no "interrupted": nothing was
     ends = _ends(r["at_stop"])
     # The cached model's trials ran on after the hub stopped (they started after its last answer).
     assert {k: s for k, (s, _) in ends.items() if k.startswith(f"{CACHED}|")} == \

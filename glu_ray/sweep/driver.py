@@ -70,6 +70,7 @@ class SweepResult:
     experiment_dir: Path
     tracking_uri: str
     experiment: str = ""  # the MLflow experiment (SweepOptions.name)
+    held: int = 0  # pruned trials not started because their reference failed (a rerun runs them)
 
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
@@ -137,7 +138,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
                     "rerun the same command when it is back to log them", uri, first_line(err), ledger.path)
-    return SweepResult(trials, rows, finished, root, uri, opts.name)
+    return SweepResult(trials, rows, finished, root, uri, opts.name, len(held) if whole else 0)
 
 
 def _trial_lines(opts: SweepOptions) -> list:
