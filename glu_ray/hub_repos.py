@@ -70,6 +70,24 @@ def _problem(repo: Repo, readers: list[str]) -> str | None:
     return None
 
 
+def unreachable(repo: Repo) -> str | None:
+    """Why the endpoint in use gives no answer about ``repo`` (its transport error, one line), or None
+    when it answers, whatever the answer, or the run is offline. One request: huggingface_hub's own
+    downloads retry a dead endpoint for ~23 s a file before they give up."""
+    import httpx2
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        _look_up(repo)
+    except httpx2.TransportError as err:
+        return first_line(err)
+    except Exception:  # noqa: BLE001 - an answer (missing, gated, ...): the hub is there, loading says the rest
+        return None
+    return None
+
+
 def _look_up(repo: Repo) -> None:
     from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 

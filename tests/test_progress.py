@@ -33,6 +33,8 @@ def test_a_baseline_and_a_stopped_trial():
     assert "stopped: catastrophic" in stopped and "ppl inf" in stopped and "x baseline" not in stopped
     failed = progress_line(_cfg("vow", 64), None, TrialStatus.FAILED, None, None, 4, 20)
     assert failed.endswith("failed") and "stage" not in failed
+    why = progress_line(_cfg("vow", 64), None, TrialStatus.FAILED, None, None, 4, 20, "cannot reach the hub")
+    assert why == f"{failed}: cannot reach the hub"
 
 
 @pytest.mark.slow

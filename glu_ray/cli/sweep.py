@@ -285,11 +285,15 @@ def _run(grid: SweepGrid, opts: SweepOptions) -> int:
     print("\n" + format_table(table))
     print(f"\n{len(table)} trials: {trial_status_counts(table)}")
     failed = int((table["status"] == TrialStatus.FAILED).sum())
-    if not result.finished:
+    # Not ended: cut short (Ctrl-C), or held back by a failed reference, which is no interruption.
+    unended = int(table["status"].isin([TrialStatus.RUNNING.value, TrialStatus.PENDING.value]).sum())
+    interrupted = not result.finished and (not result.held or unended > result.held)
+    if interrupted:
         print("sweep interrupted: rerun the same command to resume (finished trials are kept)")
-    elif failed:
-        print(f"{failed} trial(s) failed (errors in MLflow's {ERROR_TAG} tag and {result.experiment_dir}/ledger.jsonl);"
-              " rerun the same command to retry only those")
+    elif failed or result.held:
+        held = f" and {result.held} not started (their reference failed)" if result.held else ""
+        print(f"{failed} trial(s) failed{held} (errors in MLflow's {ERROR_TAG} tag and {result.experiment_dir}/"
+              "ledger.jsonl); rerun the same command to retry only those")
     print(f"results: {result.experiment_dir}\nbrowse:  glu-ray ui --tracking-uri {result.tracking_uri}")
     # Non-zero unless every trial completed or was stopped, so scripts and CI notice failures.
     return 0 if result.finished and not failed else 1

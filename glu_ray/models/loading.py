@@ -70,18 +70,19 @@ def check_model_source(source: str) -> None:
         raise GluRayError(f"{source!r} is not a model: expected a folder with config.json (or a hub id)")
 
 
-def check_glu_config(source: str, *, trust_remote_code: bool = False) -> "object":
+def check_glu_config(source: str, *, trust_remote_code: bool = False, local_files_only: bool = False) -> "object":
     """Load only the config, build the model on the meta device, and check it is GLU.
 
     Costs milliseconds and no weights, so sweeps validate every model up front. ``source`` may be a
     fetched alias (``smollm2``: see glu_ray/models/fetch.py). Returns the transformers config.
+    ``local_files_only``: a hub id from the local Hugging Face cache alone, nothing asked of the hub.
     """
     from transformers import AutoConfig, AutoModelForCausalLM  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     source = resolve_model_source(source)
     check_model_source(source)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
     except (OSError, ValueError) as err:
         raise GluRayError(f"cannot read a model config from {source!r}: {first_line(err)}") from None
     with torch.device("meta"):
@@ -95,11 +96,11 @@ def default_device() -> str:
 
 
 def resolve_dtype(source: str, requested: str | None, *, device: str | None = None,
-                  trust_remote_code: bool = False) -> DtypeChoice:
+                  trust_remote_code: bool = False, local_files_only: bool = False) -> DtypeChoice:
     """The dtype ``source`` loads in on ``device``: ``requested``, or for None/``auto`` the one
     glu_ray.models.precision picks (bf16 on CUDA where supported; on a CPU the faster, measured on
     this model's MLP shape). Reads only the config."""
-    config = check_glu_config(source, trust_remote_code=trust_remote_code)
+    config = check_glu_config(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
     return choose_dtype(requested, device or default_device(), config.hidden_size, config.intermediate_size)
 
 
@@ -110,27 +111,33 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    local_files_only: bool = False,
 ):
     """Load (model, tokenizer) from a local folder or a hub id, checked to be a GLU model.
 
     ``dtype`` a torch dtype, its name, or None/``auto`` (see ``resolve_dtype``). Weights load
     through safetensors when the checkpoint has them; ``trust_remote_code`` stays off unless asked
-    for. A fetched alias (``smollm2``) loads its cached folder.
+    for. A fetched alias (``smollm2``) loads its cached folder. ``local_files_only``: a hub id from
+    the local Hugging Face cache alone (see glu_ray.sweep.trial: a hub that stopped answering).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     source = resolve_model_source(source)
     device = device or default_device()
+    opts = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
     if not isinstance(dtype, torch.dtype):
-        dtype = resolve_dtype(source, dtype, device=device, trust_remote_code=trust_remote_code).torch_dtype
+        dtype = resolve_dtype(source, dtype, device=device, **opts).torch_dtype
     else:
-        check_glu_config(source, trust_remote_code=trust_remote_code)
+        check_glu_config(source, **opts)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, **opts)
     except (OSError, ValueError) as err:
         raise GluRayError(f"{source!r} has no usable tokenizer: {first_line(err)}") from None
+    # transformers 5.25 does not pass local_files_only on to its probe for a PEFT adapter's config:
+    # without this it asks the hub anyway (and a dead hub ~23 s, with retries).
+    adapter = {"adapter_kwargs": {"local_files_only": True}} if local_files_only else {}
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision, use_safetensors=_has_safetensors(source)
+        source, dtype=dtype, revision=revision, use_safetensors=_has_safetensors(source), **opts, **adapter
     ).to(device)
     model.eval()
     return model, tokenizer

@@ -70,6 +70,7 @@ class SweepResult:
     experiment_dir: Path
     tracking_uri: str
     experiment: str = ""  # the MLflow experiment (SweepOptions.name)
+    held: int = 0  # pruned trials not started because their reference failed (a rerun runs them)
 
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
@@ -137,7 +138,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
                     "rerun the same command when it is back to log them", uri, first_line(err), ledger.path)
-    return SweepResult(trials, rows, finished, root, uri, opts.name)
+    return SweepResult(trials, rows, finished, root, uri, opts.name, len(held) if whole else 0)
 
 
 def _trial_lines(opts: SweepOptions) -> list:
@@ -268,24 +269,41 @@ def _tune_env(quiet: bool) -> Iterator[None]:
     """Tune's environment switches for one fit. Quiet: Tune's new reporter prints an experiment
     box and a TensorBoard hint even at verbose 0; its legacy one at 0 prints nothing. Tune's result
     grid warns about trials it has no result files for (the stage-0-only reference and width-search
-    runs, stopped after their first report): the ledger holds every result, so quiet hides that."""
-    switches = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"} if quiet else {}
+    runs, stopped after their first report): the ledger holds every result, so quiet hides that.
+    Quiet, a failed trial is one line (the progress line, the ledger, MLflow's error tag), not Tune's
+    traceback of it (kept in the trial's folder under ``ray/``) and its closing list of Tune ids."""
+    switches = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"} if quiet else {}
     saved = {k: os.environ.get(k) for k in switches}
     for k, v in switches.items():
         os.environ.setdefault(k, v)  # a user's own setting wins
     grid_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = grid_log.level
+    tune_log, incomplete = logging.getLogger("ray.tune.tune"), _Drop("Trials did not complete")
     if quiet:
         grid_log.setLevel(logging.ERROR)
+        tune_log.addFilter(incomplete)
     try:
         yield
     finally:
         grid_log.setLevel(level)
+        tune_log.removeFilter(incomplete)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class _Drop(logging.Filter):
+    """Drops a logger's records that start with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 def _resources(config: dict, opts: SweepOptions, gpu_mem: int, whole_gpu: bool = False) -> dict:

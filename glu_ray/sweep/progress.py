@@ -2,6 +2,7 @@
 
     [ 3/20] tiny-llama-a  maw        2x  stage 0  running               ppl 12.41 (1.31x baseline)
     [ 4/20] tiny-llama-a  maw      1.2x  stage 0  stopped: catastrophic ppl 311.9 (25.1x baseline)
+    [ 5/20] tiny-llama-b  baseline native           failed: cannot reach the Hugging Face hub at ...
 
 Between those, a running trial's own progress (tokens or requests done, rate, ETA) every ~20 s of
 a long stage, drained from the sweep's progress actor (progress_log.py):
@@ -23,12 +24,14 @@ from ray.tune import Callback
 
 from glu_ray.sweep.budget import Budget
 from glu_ray.sweep.progress_log import create_progress_log
+from glu_ray.tracking.callback import error_line
 from glu_ray.trials.config import TrialConfig
 from glu_ray.vocab import BASELINE, METRIC, PPL_RATIO, PPL_SECONDS, PPL_WORD, STAGE, STATUS, TrialStatus, ratio_label
 
 
 def progress_line(cfg: TrialConfig, stage: int | None, status: TrialStatus, ppl: float | None,
-                  ppl_ratio: float | None, done: int, total: int) -> str:
+                  ppl_ratio: float | None, done: int, total: int, error: str | None = None) -> str:
+    """``error``: a failed trial's one line (its traceback is in Ray's trial folder, at verbose 2 on the terminal)."""
     ratio = "native" if cfg.is_baseline else ratio_label(cfg.width.expansion_ratio)
     where = f"stage {stage}" if stage is not None else "       "
     line = f"[{done:>{len(str(total))}}/{total}] {cfg.model_name:<14} {cfg.method:<8} {ratio:>6}  {where}  {status.value:<21}"
@@ -36,7 +39,7 @@ def progress_line(cfg: TrialConfig, stage: int | None, status: TrialStatus, ppl:
         line += f" ppl {ppl:.4g}"
         if ppl_ratio is not None and math.isfinite(ppl_ratio) and not cfg.is_baseline:
             line += f" ({ppl_ratio:.3g}x baseline)"
-    return line.rstrip()
+    return f"{line.rstrip()}: {error}" if error else line.rstrip()
 
 
 log = logging.getLogger("glu_ray")
@@ -103,8 +106,8 @@ class ProgressCallback(TrialLinesCallback):
         cfg = TrialConfig.from_dict(trial.config["trial"])
         s = self.seen.setdefault(trial.trial_id, {})
         s.update(state)
-        print(progress_line(cfg, s.get("stage"), s["status"], s.get("ppl"), s.get("ppl_x"), self.done, self.total),
-              file=self.out or sys.stdout, flush=True)
+        print(progress_line(cfg, s.get("stage"), s["status"], s.get("ppl"), s.get("ppl_x"), self.done, self.total,
+                            s.get("error")), file=self.out or sys.stdout, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         status = TrialStatus(result[STATUS])
@@ -123,4 +126,4 @@ class ProgressCallback(TrialLinesCallback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        self._print(trial, status=TrialStatus.FAILED)
+        self._print(trial, status=TrialStatus.FAILED, error=error_line(trial))

@@ -13,7 +13,7 @@ import sys
 
 from ray.tune import Callback
 
-from glu_ray.tracking.callback import error_text, last_line
+from glu_ray.tracking.callback import error_line
 from glu_ray.trials.config import TrialConfig
 from glu_ray.trials.ledger import REFERENCE, Event, Ledger  # SEARCH events too (kind)
 from glu_ray.vocab import PPL_BYTE, PPL_SECONDS, PPL_WORD, STAGE, STATUS, TRIAL_CPU_SECONDS, TRIAL_SECONDS, TrialStatus
@@ -47,7 +47,7 @@ class ReferenceCallback(Callback):
         cfg = _cfg(trial)
         self.ended.add(cfg.key)
         log.warning("%s %s failed before its stage 0 (%s): what reads it waits for a rerun", self.kind, cfg.name,
-                    last_line(error_text(trial) or "trial raised"))
+                    error_line(trial))
 
 
 def _cfg(trial) -> TrialConfig:

@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from glu_ray.errors import GluRayError
+from glu_ray.hub_repos import MODEL, Repo, endpoint, is_hub_id, unreachable
 from glu_ray.tracking import artifacts as trial_artifacts
 from glu_ray.evaluation.harness import run_suite
 from glu_ray.evaluation.meter import Meter
@@ -47,9 +49,7 @@ def run_trial(config: dict) -> None:
     _use_assigned_cpus()
     model = tok = None
     try:
-        choice = resolve_dtype(cfg.model, cfg.dtype, trust_remote_code=cfg.trust_remote_code)  # measured once per host
-        model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                                dtype=choice.torch_dtype)
+        choice, model, tok = load_trial_model(cfg)
         ident = {**cfg.identity(), PARAMS_KEPT: param_count(model), DTYPE_USED: choice.dtype,
                  **({BF16_SPEEDUP: choice.bf16_speedup} if choice.bf16_speedup is not None else {})}
         if not cfg.is_baseline:
@@ -82,6 +82,35 @@ def run_trial(config: dict) -> None:
     finally:
         del model, tok
         free_memory()
+
+
+def load_trial_model(cfg: TrialConfig):
+    """(dtype choice, model, tokenizer). A hub model whose hub gives no answer (stopped mid-sweep, or
+    while this trial loaded) loads from the local Hugging Face cache alone; one the cache lacks fails
+    the trial with one line, and a rerun once the hub answers runs it. Left to itself, huggingface_hub
+    retries a dead hub ~23 s per file, cached or not, and the trial ends on whatever transformers made
+    of the files it could not get ("no usable tokenizer")."""
+    repo = Repo(MODEL, cfg.model, cfg.revision) if is_hub_id(cfg.model) else None
+    cut_off = repo and unreachable(repo)
+    if not cut_off:
+        try:
+            return _load(cfg, local_files_only=False)
+        except Exception:
+            if not (cut_off := repo and unreachable(repo)):
+                raise
+    try:
+        return _load(cfg, local_files_only=True)
+    except Exception:  # noqa: BLE001 - what the cache lacks: the driver checked the model before Ray started
+        raise GluRayError(f"cannot reach the Hugging Face hub at {endpoint()} ({cut_off}) and {cfg.model} is not "
+                          "all in the local cache: rerun the same command when the hub answers") from None
+
+
+def _load(cfg: TrialConfig, local_files_only: bool):
+    choice = resolve_dtype(cfg.model, cfg.dtype, trust_remote_code=cfg.trust_remote_code,  # measured once per host
+                           local_files_only=local_files_only)
+    model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+                            dtype=choice.torch_dtype, local_files_only=local_files_only)
+    return choice, model, tok
 
 
 def efficiency_stage(cfg: TrialConfig, model, tok) -> dict[str, float]:

@@ -11,6 +11,7 @@ import logging
 
 from ray.tune import Callback
 
+from glu_ray.errors import GluRayError
 from glu_ray.trials.config import TrialConfig
 from glu_ray.trials.ledger import Event, Ledger
 from glu_ray.tracking.runs import Tracker, metrics_of
@@ -99,6 +100,13 @@ def error_text(trial) -> str | None:
         if text:
             return str(text)
     return getattr(trial, "error_msg", None)
+
+
+def error_line(trial) -> str:
+    """A failed trial's error on one line, for the terminal: its traceback's last line, a GluRayError
+    (a message for the user) without its type's name."""
+    line = last_line(error_text(trial) or "trial raised")
+    return line.removeprefix(f"{GluRayError.__module__}.{GluRayError.__name__}: ")
 
 
 def last_line(text: str) -> str:

@@ -3,6 +3,7 @@
     python tools/hub_mirror/serve.py up   [--dir .cache/hub-mirror]   # build, start, print HF_ENDPOINT=...
     python tools/hub_mirror/serve.py down [--dir .cache/hub-mirror]
     python tools/hub_mirror/serve.py run --dir D --port P             # the server itself, in the foreground
+    python tools/hub_mirror/serve.py run --dir D --port P --exit-on RE  # ... that stops dead at a request (tests)
 
 olah in offline mode serves the git repositories build.py wrote, and ``datasets``,
 ``huggingface_hub``, ``transformers`` and lm-eval talk to it as to the hub. Two answers differ from
@@ -16,7 +17,9 @@ the hub's, and a small ASGI middleware here makes them the hub's:
   ``GatedRepo`` without a token, 403 with one that has not been granted access. The mirror has no
   such repository; it answers as the hub does, so the client's own GatedRepoError is what a user sees.
 The server is its own process (never inside glu-ray's); ``up`` writes ``<dir>/endpoint`` and
-``<dir>/server.pid`` and reuses a server that still answers.
+``<dir>/server.pid`` and reuses a server that still answers. ``--exit-on`` is a fault injected on
+purpose: the process exits, unanswered, at the first request whose path matches, so the test of a
+hub that stops mid-sweep stops it at a known point instead of at a moment guessed by timing.
 """
 
 from __future__ import annotations
@@ -93,6 +96,22 @@ class HubAnswers:
         await _answer(send, 403 if token else 401, "GatedRepo", msg)
 
 
+class ExitOn:
+    """ASGI middleware (a fault for tests): the first request whose path matches ``pattern`` ends
+    the process before any answer, as a server that was stopped: that connection is reset, later
+    ones refused."""
+
+    def __init__(self, app, pattern: str):
+        self.app, self.pattern = app, re.compile(pattern)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.pattern.search(scope["path"]):
+            print(f"exiting at {scope['method']} {scope['path']} (--exit-on {self.pattern.pattern})", file=sys.stderr,
+                  flush=True)
+            os._exit(3)
+        return await self.app(scope, receive, send)
+
+
 async def _answer(send, status: int, code: str, message: str) -> None:
     """An error as the hub sends it: the X-Error-Code/-Message headers huggingface_hub reads."""
     body = json.dumps({"error": message}).encode()
@@ -136,15 +155,17 @@ offline = true
     return config
 
 
-def run(folder: Path, port: int) -> None:
-    """The server, in this process (``serve.py run``): olah's app from its config, the middleware, uvicorn."""
+def run(folder: Path, port: int, exit_on: str | None = None) -> None:
+    """The server, in this process (``serve.py run``): olah's app from its config, the middleware, uvicorn;
+    with ``exit_on``, the process exits at the first request whose path matches it (ExitOn)."""
     import uvicorn
 
     os.environ["OLAH_CONFIG"] = str(write_config(folder, port))
     os.environ["OLAH_LOG_PATH"] = str(folder / "logs")
     from olah.server import app  # reads OLAH_CONFIG at import
 
-    uvicorn.run(HubAnswers(app, folder / "mirrors"), host="127.0.0.1", port=port, log_level="warning")
+    served = HubAnswers(app, folder / "mirrors")
+    uvicorn.run(ExitOn(served, exit_on) if exit_on else served, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _free_port() -> int:
@@ -213,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("command", choices=("up", "down", "run"))
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--exit-on", metavar="REGEX", help="run: exit, unanswered, at the first request whose path matches")
     args = p.parse_args(argv)
     folder = args.dir.resolve()
     if args.command == "run":
-        run(folder, args.port or _free_port())
+        run(folder, args.port or _free_port(), args.exit_on)
     elif args.command == "up":
         print(f"HF_ENDPOINT={up(folder)[0]}")
     else:

@@ -1,0 +1,127 @@
+"""The hub stops mid-sweep: each trial that needed it fails with one line, the sweep goes on, and the
+same command rerun once the hub answers again runs exactly those trials.
+
+The test runs its own server (tools/hub_mirror/serve.py, on loopback) over the built mirror, never
+the session's, and stops it at a known point rather than at a moment guessed by timing: ``--exit-on``
+ends the server process, unanswered, at the first request for a file of the second model other than
+its config.json. The driver reads only config.json before Ray starts, so that request is the second
+model's first trial loading it. Two hub models: ``glu-ray-test/stories260K``, already in the sweep's
+Hugging Face cache (as after an earlier run), and the same repository under a second id, not cached.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import HUB_DIR, REPO
+from faultkit import assert_mlflow_matches_ledger, free_port, kill_tree, wait_until
+from glu_ray.trials.ledger import Ledger
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+CACHED, UNCACHED = "glu-ray-test/stories260K", "glu-ray-test/stories260K-b"
+SERVE = REPO / "tools" / "hub_mirror" / "serve.py"
+EXPERIMENT = "hub-stopped"
+
+
+def _serve(folder: Path, port: int, *extra: str) -> subprocess.Popen:
+    import serve  # tools/hub_mirror, on sys.path through the hub fixture
+
+    log = open(folder / "server.log", "ab")
+    proc = subprocess.Popen([sys.executable, str(SERVE), "run", "--dir", str(folder), "--port", str(port), *extra],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until(lambda: proc.poll() is not None or serve.answers(f"http://127.0.0.1:{port}", timeout=1.0), timeout=90,
+               what="the test's own hub")
+    assert proc.poll() is None, (folder / "server.log").read_text()
+    return proc
+
+
+@pytest.fixture(scope="module")
+def stopped_and_rerun(hub, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub-stopped")
+    folder = root / "hub"  # the server's config and logs; its repositories: the session's built ones
+    models = folder / "mirrors" / "models" / "glu-ray-test"
+    models.mkdir(parents=True)
+    for repo_id in (CACHED, UNCACHED):  # one built repository under two ids: a second model, no second build
+        (models / repo_id.split("/")[1]).symlink_to(HUB_DIR / "mirrors" / "models" / CACHED)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in hub.env(endpoint=endpoint, HF_HOME=str(root / "hf-home"), HOME=str(root / "home"),
+                                   PYTHONUNBUFFERED="1").items()
+           if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}  # a fresh local Ray, as a user's
+    cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", f"{CACHED},{UNCACHED}",
+           "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
+           "--batch-size", "4", "--threshold", "1e6", "--storage", str(root / "runs"), "--experiment", EXPERIMENT]
+    exit_on = rf"^/{UNCACHED}/resolve/[^/]+/(?!config\.json$)"
+    server = _serve(folder, port, "--exit-on", exit_on)
+    try:
+        warm = subprocess.run([sys.executable, "-c", f"from huggingface_hub import snapshot_download; "
+                               f"snapshot_download({CACHED!r})"], env=env, capture_output=True, text=True, timeout=120)
+        assert warm.returncode == 0, warm.stderr
+        first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+        server_code = server.wait(timeout=30)  # it stopped at the fault, not before or never
+    finally:
+        kill_tree(server)
+    ledger = Ledger(root / "runs" / EXPERIMENT / "ledger.jsonl")
+    at_stop = ledger.events()
+    server = _serve(folder, port)  # the hub back, on the same endpoint
+    try:
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    finally:
+        kill_tree(server)
+    return dict(first=first, second=second, server_code=server_code, endpoint=endpoint, ledger=ledger, at_stop=at_stop,
+                server_log=(folder / "server.log").read_text(), uri=f"sqlite:///{root / 'runs' / EXPERIMENT / 'mlflow.db'}")
+
+
+def _ends(events) -> dict[str, tuple[str, str]]:
+    return {e.key: (e.status, e.data.get("error", "")) for e in events if e.kind == "end"}
+
+
+def test_the_hub_stopped_where_the_fault_says(stopped_and_rerun):
+    r = stopped_and_rerun
+    assert r["server_code"] == 3, r["server_log"]
+    assert re.search(rf"exiting at \w+ /{UNCACHED}/resolve/\w+/(?!config\.json)\S+ ", r["server_log"]), r["server_log"]
+
+
+def test_each_trial_that_needed_the_hub_fails_with_one_line_and_the_sweep_goes_on(stopped_and_rerun):
+    r = stopped_and_rerun
+    first = r["first"]
+    assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]  # rerun to complete, as for failures
+    assert "Traceback" not in first.stdout + first.stderr
+    why = (rf"cannot reach the Hugging Face hub at {re.escape(r['endpoint'])} \([^)]+\) and {UNCACHED} is not all in "
+           "the local cache: rerun the same command when the hub answers")
+    # The uncached model's baseline: its reference run, then its trial, each one line; its pruned trial,
+    # which reads the baseline's stage 0, waits for the rerun (one line).
+    assert len(re.findall(rf"^reference stories260K-b/baseline failed before its stage 0 \({why}\): what reads it "
+                          "waits for a rerun$", first.stderr, re.M)) == 1, first.stderr
+    assert len(re.findall(rf"^\[\d/3\] stories260K-b +baseline native +failed: {why}$", first.stdout, re.M)) == 1, \
+        first.stdout
+    assert re.search(r"^1 pruned trial\(s\) not started: .*\(stories260K-b\); rerun the same command$", first.stderr, re.M)
+    assert re.search(r"^1 trial\(s\) failed and 1 not started \(their reference failed\) .*; rerun the same command "
+                     "to retry only those$", first.stdout, re.M), first.stdout  # no "interrupted": nothing was
+    ends = _ends(r["at_stop"])
+    # The cached model's trials ran on after the hub stopped (they started after its last answer).
+    assert {k: s for k, (s, _) in ends.items() if k.startswith(f"{CACHED}|")} == \
+        {f"{CACHED}|baseline|172": "completed", f"{CACHED}|maw|86": "completed"}
+    status, error = ends[f"{UNCACHED}|baseline|172"]
+    assert status == "failed" and re.fullmatch(rf"glu_ray\.errors\.GluRayError: {why}", error), error
+    assert f"{UNCACHED}|maw|86" not in ends
+
+
+def test_the_rerun_runs_exactly_the_trials_that_failed(stopped_and_rerun):
+    r = stopped_and_rerun
+    second = r["second"]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    events = r["ledger"].events()
+    rerun = events[len(r["at_stop"]):]
+    assert {e.key for e in rerun} == {f"{UNCACHED}|baseline|172", f"{UNCACHED}|maw|86"}
+    trials = [f"{m}|{t}" for m in (CACHED, UNCACHED) for t in ("baseline|172", "maw|86")]
+    # Nothing completed twice, nothing lost: one failed end (the first sweep's) and one completed end per trial.
+    assert Counter((e.key, e.status) for e in events if e.kind == "end") == \
+        Counter({(f"{UNCACHED}|baseline|172", "failed"): 1, **{(k, "completed"): 1 for k in trials}})
+    assert_mlflow_matches_ledger(r["uri"], EXPERIMENT, r["ledger"].path, trials)
