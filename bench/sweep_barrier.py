@@ -1,6 +1,6 @@
 """The phase barrier against the sweep without it, on the tiny grid (offline, CPUs), in one run.
 
-    python bench/sweep_barrier.py [--storage DIR] [--base COMMIT]
+    python bench/sweep_barrier.py [--storage DIR] [--base COMMIT] [--repeats N]
 
 Runs `sweeps/full_grid.py --preset tiny` twice on this machine, each in its own process on the
 same trained tiny models: once with the code as it was before the barrier went (``--base``,
@@ -9,6 +9,8 @@ once with this checkout (references' stage 0 first, then one Tune experiment, lo
 first). For each: run_sweep's wall time, and the ideal max(sum of per-trial seconds / slots,
 longest trial), per-trial seconds being each trial's own (load + prune + evaluation, from its
 ledger). The reference runs are overhead of the new schedule: in its wall time, not its ideal.
+With ``--repeats N`` the two alternate (old, new, old, new, ...), so load that drifts during the run
+falls on both; every run is a row, and wall/ideal is what compares across them.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--storage", help="results folder (default: a temporary one)")
     p.add_argument("--base", help="the commit with the phase barrier (default: before glu_ray/sweep/plan.py)")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each, alternating (default 1)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     storage = Path(args.storage or tempfile.mkdtemp(prefix="bench-barrier-")).resolve()
@@ -91,9 +94,12 @@ def main() -> None:
 
     tiny_preset_models(storage)  # trained once, before either clock starts; both runs read them
     slots = os.cpu_count()
-    rows = [("phase barrier", f"{subprocess.run(['git', 'rev-parse', '--short', base], cwd=REPO, capture_output=True, text=True).stdout.strip()}",
-             measure(old, storage, "tiny-barrier")),
-            ("no barrier, longest first", "this checkout", measure(REPO, storage, "tiny-no-barrier"))]
+    short = subprocess.run(["git", "rev-parse", "--short", base], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    rows = []
+    for i in range(args.repeats):
+        suffix = f"-{i + 1}" if args.repeats > 1 else ""  # a fresh experiment each: the same name would resume
+        rows.append(("phase barrier", short, measure(old, storage, f"tiny-barrier{suffix}")))
+        rows.append(("no barrier, longest first", "this checkout", measure(REPO, storage, f"tiny-no-barrier{suffix}")))
     print(f"tiny grid on {slots} CPU slots (one trial per CPU)")
     print(f"  {'schedule':<27}{'code':<15}{'trials':>7}{'wall s':>9}{'ideal s':>9}{'wall/ideal':>12}")
     for name, code, r in rows:
