@@ -114,6 +114,7 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
     yield 0, stage0, TrialStatus.RUNNING if stages else TrialStatus.COMPLETED
     for i, stage in enumerate(stages, start=1):
         result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,
+                                                       limits=dict(cfg.eval.limits),
                                                        batch_size=bs, max_length=max_length, seed=1234 + cfg.seed,
                                                        gen_kwargs=_gen_kwargs(cfg), meter=meter),
                                  cfg.eval.batch_size)

@@ -1,0 +1,91 @@
+"""Items by power (glu_ray/evaluation/power.py): the formula on known values, the plan within its budget."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from glu_ray.evaluation.power import (FLOOR, TaskCost, above_chance, detectable_drop, items_needed, plan_items)
+
+
+def test_items_needed_is_two_proportions_at_z_stderrs():
+    assert items_needed(0.5, 0.05) == 800  # 2 * 4 * 0.25 / 0.0025
+    assert items_needed(0.5, 0.05, z=1.96) == 769  # ceil(768.32)
+    assert items_needed(0.9, 0.1) == 72
+    assert detectable_drop(0.5, 800) == pytest.approx(0.05)
+    assert detectable_drop(0.9, 72) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="drop"):
+        items_needed(0.5, 0.0)
+
+
+def test_above_chance_by_z_stderrs_and_perplexities_always_count():
+    assert above_chance(0.40, 0.25, 0.05)  # 0.15 > 0.10
+    assert not above_chance(0.33, 0.25, 0.05)  # 0.08 <= 0.10
+    assert not above_chance(0.20, 0.25, 0.0)
+    assert above_chance(12.0, None, 1.0) and above_chance(12.0, math.nan, 1.0)
+    assert above_chance(0.3, 0.25, None)
+
+
+def test_unbounded_plan_sizes_each_task_for_the_drop_and_caps_at_its_split():
+    costs = [TaskCost("hellaswag", 0.5, 0.25, 1.0, 10042), TaskCost("piqa", 0.9, 0.5, 1.0, 50),
+             TaskCost("wikitext", 30.0, None, 1.0, 62)]
+    plan = plan_items(costs, 0.05)
+    t = {x.name: x for x in plan.tasks}
+    assert t["hellaswag"].items == 800 and t["hellaswag"].drop == pytest.approx(0.05)
+    assert t["piqa"].items == 50 and "all 50 items" in t["piqa"].why  # 288 wanted, 50 exist
+    assert t["wikitext"].limit is None and "not a proportion" in t["wikitext"].why
+    assert plan.limits() == (("hellaswag", 800), ("piqa", 50))
+    assert plan.reached_drop == 0.05 and not plan.left_out
+
+
+def test_a_binding_budget_gives_every_task_the_same_larger_drop_and_fits():
+    costs = [TaskCost("a", 0.5, 0.25, 2.0, 5000), TaskCost("b", 0.7, 0.25, 0.5, 5000)]
+    plan = plan_items(costs, 0.05, budget_s=600)
+    assert plan.seconds <= 600 + 2.0  # within one item of the budget
+    assert plan.seconds > 0.95 * 600  # and spends it
+    drops = [t.drop for t in plan.tasks]
+    assert plan.reached_drop > 0.05 and drops == pytest.approx([plan.reached_drop] * 2, rel=0.02)
+    assert "sized for a drop of" in plan.tasks[0].why
+    assert "budget 600 CPU-s" in plan.table() and "a  " in plan.table()
+
+
+def test_a_task_not_above_chance_at_its_items_is_left_out_and_gets_the_floor():
+    # mmlu-like: 0.27 vs chance 0.25 needs ~2000 items to clear 2 stderrs; a group of 57 subjects.
+    costs = [TaskCost("mmlu", 0.27, 0.25, 1.0, 14042, items_per_unit=57), TaskCost("arc", 0.6, 0.25, 1.0, 1172),
+             TaskCost("ifeval", 0.0, 0.0, 10.0, 541)]
+    plan = plan_items(costs, 0.05, budget_s=1500)
+    t = {x.name: x for x in plan.tasks}
+    assert plan.left_out == ("mmlu", "ifeval")
+    assert t["mmlu"].items == 57 and t["mmlu"].limit == 1  # the floor, in whole units of lm-eval's limit
+    assert t["ifeval"].items == FLOOR and "not above chance by 2 stderrs" in t["ifeval"].why
+    # what the left-out tasks do not spend goes to the rest
+    assert t["arc"].items == items_needed(0.6, 0.05) and plan.seconds <= 1500
+
+
+def test_per_task_limits_reach_lm_eval_through_a_trials_config(tiny_model_dir, monkeypatch):
+    """Two benchmarks, two limits, one stage: lm-eval scores exactly that many items of each (its own
+    n-samples), from a TrialConfig that went through the dict Ray hands a trial."""
+    import json
+
+    from glu_ray.models.loading import load_model
+    from glu_ray.pruning.widths import Width
+    from glu_ray.sweep import trial
+    from glu_ray.tracking.runs import trial_params
+    from glu_ray.trials.config import EvalSpec, TrialConfig
+
+    ev = EvalSpec(suite="tiny", tasks=("tiny_mc", "tiny_lambada"), limit=2, limits=(("tiny_mc", 3),), batch_size=4)
+    cfg = TrialConfig(model=str(tiny_model_dir), model_name="tiny", metric=None, width=Width(256, 256, 64),
+                      num_params=1, variant="base", eval=ev)
+    back = TrialConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and hash(back.eval) == hash(ev)
+    params = trial_params(back)
+    assert params["limit/tiny_mc"] == "3" and params["limit"] == "2" and "limit/tiny_lambada" not in params
+    monkeypatch.setattr(trial, "_documents", lambda source, max_docs: ("One day a fox found a key. " * 5,))
+    model, tok = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    raw = {}
+    for _ in trial.evaluate_stages(back, model, tok, on_raw=lambda stage, r: raw.update(r)):
+        pass
+    counts = {task: n["effective"] for task, n in raw["n-samples"].items()}
+    assert counts == {"tiny_mc": 3, "tiny_lambada": 2}
+    assert raw["glu_ray"]["limits"] == {"tiny_mc": 3}
