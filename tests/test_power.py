@@ -89,3 +89,50 @@ def test_per_task_limits_reach_lm_eval_through_a_trials_config(tiny_model_dir, m
     counts = {task: n["effective"] for task, n in raw["n-samples"].items()}
     assert counts == {"tiny_mc": 3, "tiny_lambada": 2}
     assert raw["glu_ray"]["limits"] == {"tiny_mc": 3}
+
+
+def test_a_pilot_of_the_baseline_sizes_every_trial_of_its_model_and_a_rerun_reads_it_back(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """size_items on a real tiny baseline: the pilot scores each task on a few items (real lm-eval),
+    the plan caps each at its split (tiny_mc: 16 items), the perplexity keeps the sweep's limit, and
+    a rerun plans the same limits from the ledger without measuring again."""
+    from conftest import tiny_sweep_grid
+    from glu_ray.evaluation import pilot
+    from glu_ray.sweep import items
+    from glu_ray.sweep.grid import build_trials
+    from glu_ray.trials.ledger import PILOT, Ledger
+
+    grid = tiny_sweep_grid(tmp_path)
+    baselines, pruned = build_trials(grid)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    power = items.ItemsByPower(drop=0.05, pilot_items=4)
+    b, p, plans = items.size_items(power, baselines, pruned, ledger)
+    plan = plans[baselines[0].model]
+    mc = next(t for t in plan.tasks if t.name == "tiny_mc")
+    assert mc.items == 16 or mc.left_out  # 16 items exist; a tiny model near chance is left out with the floor
+    assert "tiny_wikitext" not in dict(plan.limits())
+    assert all(c.eval.limits == plan.limits() for c in b + p) and len(p) == len(pruned)
+    out = capsys.readouterr().out
+    assert "pilot of the baseline, 4 items per task" in out and "items by power: a drop of 0.05" in out
+    assert [e.kind for e in ledger.events()] == [PILOT]
+
+    monkeypatch.setattr(pilot, "pilot_costs", lambda *a, **k: pytest.fail("measured again"))
+    _, _, again = items.size_items(power, baselines, pruned, ledger, verbose=0)
+    assert again == plans
+
+
+def test_the_flags_and_a_presets_default(tmp_path):
+    from glu_ray.cli.sweep import Preset, build_parser, power_from_args
+    from glu_ray.errors import GluRayError
+    from glu_ray.sweep.items import ItemsByPower
+
+    preset = Preset(models=(), metrics=("maw",), power=ItemsByPower(0.05, budget_s=900))
+    parse = build_parser({"p": preset}, "").parse_args
+    assert power_from_args(parse([]), preset) == preset.power
+    assert power_from_args(parse(["--limit", "30"]), preset) is None  # items set by hand
+    assert power_from_args(parse(["--items-by-power", "0.1", "--pilot-items", "10"]), preset) == \
+        ItemsByPower(0.1, budget_s=900, pilot_items=10)
+    with pytest.raises(GluRayError, match="add it"):
+        power_from_args(parse(["--power-budget", "10"]), Preset(models=(), metrics=("maw",)))
+    with pytest.raises(GluRayError, match="in \\(0, 1\\)"):
+        power_from_args(parse(["--items-by-power", "5"]), preset)

@@ -94,9 +94,9 @@ class PowerPlan:
                 "tasks": [asdict(t) for t in self.tasks]}
 
     def table(self) -> str:
-        rows = [("task", "baseline", "chance", "items", "limit", "detects", "CPU-s", "")]
+        rows = [("task", "pilot", "chance", "items", "limit", "detects", "CPU-s", "")]
         for t in self.tasks:
-            rows.append((t.name, f"{t.score:.3f}", "-" if t.chance is None else f"{t.chance:.2f}", str(t.items),
+            rows.append((t.name, f"{t.score:.4g}", "-" if t.chance is None else f"{t.chance:.2f}", str(t.items),
                          "-" if t.limit is None else str(t.limit),
                          "-" if math.isnan(t.drop) else f"{t.drop:.3f}", f"{t.seconds:.0f}", t.why))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -1,0 +1,36 @@
+"""A pilot of the baseline: each benchmark on a few items, for what sizing items by power reads.
+
+One ``run_suite`` call per benchmark, so each one's CPU-seconds are its own (process time: the
+CPU a task costs, whatever threads ran it). lm-eval's own ``n-samples`` says how many items were
+scored, how many the split has (the local hub's 300, or the full split) and, for a group, how many
+subtasks each unit of the limit covers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Mapping
+
+from glu_ray.evaluation.harness import run_suite
+from glu_ray.evaluation.power import TaskCost
+from glu_ray.evaluation.suites import Suite
+
+PILOT_ITEMS = 30  # per benchmark (per subtask of a group): p's stderr ~0.09, enough for p (1 - p)
+
+
+def pilot_costs(model, tokenizer, suite: Suite, *, items: int = PILOT_ITEMS, batch_size: int = 8,
+                max_length: int | None = None, seed: int = 1234,
+                gen_kwargs: Mapping[str, object] | None = None) -> tuple[TaskCost, ...]:
+    """Each benchmark of ``suite`` scored on ``items`` items: its score, CPU-seconds per item, split size."""
+    out = []
+    for bench in suite.benchmarks:
+        cpu = time.process_time()
+        result = run_suite(model, tokenizer, replace(suite, benchmarks=(bench,)), limit=items, batch_size=batch_size,
+                           max_length=max_length, seed=seed, gen_kwargs=gen_kwargs)
+        seconds = time.process_time() - cpu
+        counts = result.raw["n-samples"].values()  # the leaf tasks this benchmark ran
+        scored = sum(int(n["effective"]) for n in counts)
+        out.append(TaskCost(bench.name, result.metrics[bench.key], bench.chance, seconds / max(scored, 1),
+                            sum(int(n["original"]) for n in counts), items_per_unit=max(len(counts), 1)))
+    return tuple(out)
