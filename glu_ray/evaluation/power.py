@@ -98,11 +98,11 @@ class PowerPlan:
         for t in self.tasks:
             rows.append((t.name, f"{t.score:.4g}", "-" if t.chance is None else f"{t.chance:.2f}", str(t.items),
                          "-" if t.limit is None else str(t.limit),
-                         "-" if math.isnan(t.drop) else f"{t.drop:.3f}", f"{t.seconds:.0f}", t.why))
+                         "-" if math.isnan(t.drop) or t.left_out else f"{t.drop:.3f}", f"{t.seconds:.0f}", t.why))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         budget = "no budget" if self.budget_s is None else f"budget {self.budget_s:.0f} CPU-s"
-        head = (f"items by power: a drop of {self.drop:g} at {self.z:g} stderrs ({budget}; every sized task "
-                f"detects {self.reached_drop:.3f}; {self.seconds:.0f} CPU-s a trial)")
+        head = (f"items by power: a drop of {self.drop:g} at {self.z:g} stderrs ({budget}: sized for "
+                f"{self.reached_drop:.3f}; {self.seconds:.0f} CPU-s a trial)")
         return "\n".join([head, *("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)])
 
 
