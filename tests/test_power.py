@@ -113,7 +113,7 @@ def test_a_pilot_of_the_baseline_sizes_every_trial_of_its_model_and_a_rerun_read
     assert "tiny_wikitext" not in dict(plan.limits())
     assert all(c.eval.limits == plan.limits() for c in b + p) and len(p) == len(pruned)
     out = capsys.readouterr().out
-    assert "pilot of the baseline, 4 items per task" in out and "items by power: a drop of 0.05" in out
+    assert "tiny-t pilot: the baseline on 4 items per task" in out and "items by power: a drop of 0.05" in out
     assert [e.kind for e in ledger.events()] == [PILOT]
 
     monkeypatch.setattr(pilot, "pilot_costs", lambda *a, **k: pytest.fail("measured again"))

@@ -3,17 +3,21 @@
 One ``run_suite`` call per benchmark, so each one's CPU-seconds are its own (process time: the
 CPU a task costs, whatever threads ran it). lm-eval's own ``n-samples`` says how many items were
 scored, how many the split has (the local hub's 300, or the full split) and, for a group, how many
-subtasks each unit of the limit covers.
+subtasks each unit of the limit covers. A group's pilot is about ``items`` items over all its
+subtasks (MMLU: 1 per subject, not 30: 57 subjects x 30 5-shot items cost ~40 minutes on a CPU).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import Mapping
 
-from glu_ray.evaluation.harness import run_suite
+from glu_ray.evaluation.harness import run_suite, task_manager
+from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.power import TaskCost
+from glu_ray.evaluation.preflight import leaf_configs
 from glu_ray.evaluation.suites import Suite
 
 PILOT_ITEMS = 30  # per benchmark (per subtask of a group): p's stderr ~0.09, enough for p (1 - p)
@@ -21,13 +25,16 @@ PILOT_ITEMS = 30  # per benchmark (per subtask of a group): p's stderr ~0.09, en
 
 def pilot_costs(model, tokenizer, suite: Suite, *, items: int = PILOT_ITEMS, batch_size: int = 8,
                 max_length: int | None = None, seed: int = 1234,
-                gen_kwargs: Mapping[str, object] | None = None) -> tuple[TaskCost, ...]:
-    """Each benchmark of ``suite`` scored on ``items`` items: its score, CPU-seconds per item, split size."""
+                gen_kwargs: Mapping[str, object] | None = None, meter: Meter | None = None) -> tuple[TaskCost, ...]:
+    """Each benchmark of ``suite`` scored on ``items`` items: its score, CPU-seconds per item, split
+    size. A ``meter`` prints a line every 20 s of a long one."""
     out = []
     for bench in suite.benchmarks:
         cpu = time.process_time()
-        result = run_suite(model, tokenizer, replace(suite, benchmarks=(bench,)), limit=items, batch_size=batch_size,
-                           max_length=max_length, seed=seed, gen_kwargs=gen_kwargs)
+        index = task_manager(suite.tasks_dirs, (bench.task,)).task_index
+        limit = math.ceil(items / max(1, len(list(leaf_configs(index, bench.task)))))
+        result = run_suite(model, tokenizer, replace(suite, benchmarks=(bench,)), limit=limit, batch_size=batch_size,
+                           max_length=max_length, seed=seed, gen_kwargs=gen_kwargs, meter=meter)
         seconds = time.process_time() - cpu
         counts = result.raw["n-samples"].values()  # the leaf tasks this benchmark ran
         scored = sum(int(n["effective"]) for n in counts)

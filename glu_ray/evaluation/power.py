@@ -74,7 +74,7 @@ class PowerPlan:
     drop: float  # the drop asked for
     z: float
     budget_s: float | None  # CPU-seconds of one trial's evaluation; None: unbounded
-    reached_drop: float  # the drop every sized task reaches (>= drop when the budget binds)
+    reached_drop: float  # what the sized tasks are sized for (>= drop when the budget binds; NaN: none sized)
     tasks: tuple[TaskItems, ...]
 
     @property
@@ -101,8 +101,9 @@ class PowerPlan:
                          "-" if math.isnan(t.drop) or t.left_out else f"{t.drop:.3f}", f"{t.seconds:.0f}", t.why))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         budget = "no budget" if self.budget_s is None else f"budget {self.budget_s:.0f} CPU-s"
-        head = (f"items by power: a drop of {self.drop:g} at {self.z:g} stderrs ({budget}: sized for "
-                f"{self.reached_drop:.3f}; {self.seconds:.0f} CPU-s a trial)")
+        sized = "no task sized" if math.isnan(self.reached_drop) else f"sized for {self.reached_drop:.3f}"
+        head = (f"items by power: a drop of {self.drop:g} at {self.z:g} stderrs ({budget}: {sized}; "
+                f"{self.seconds:.0f} CPU-s a trial)")
         return "\n".join([head, *("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)])
 
 
@@ -132,7 +133,7 @@ def plan_items(costs: Sequence[TaskCost], drop: float, *, budget_s: float | None
         n = _rounded(c, min(floor, c.max_items))
         out[c.name] = _entry(c, n, z, f"left out: not above chance by {z:g} stderrs ({c.score:.3f} vs {c.chance:g} "
                              f"at {n} items)", left_out=True)
-    return PowerPlan(drop, z, budget_s, reached, tuple(out[c.name] for c in costs))
+    return PowerPlan(drop, z, budget_s, reached if live else math.nan, tuple(out[c.name] for c in costs))
 
 
 def _se(p: float, n: int) -> float:

@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from glu_ray.errors import GluRayError
+from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.pilot import PILOT_ITEMS, pilot_costs
 from glu_ray.evaluation.power import Z, PowerPlan, TaskCost, plan_items
 from glu_ray.trials.config import TrialConfig
@@ -45,7 +46,7 @@ def size_items(power: ItemsByPower, baselines: list[TrialConfig], pruned: list[T
     """(baselines, pruned trials, model -> plan), every trial with its model's per-task limits."""
     plans = {}
     for base in baselines:
-        plan = plan_items(_costs(power, base, ledger), power.drop, budget_s=power.budget_s, z=power.z)
+        plan = plan_items(_costs(power, base, ledger, verbose), power.drop, budget_s=power.budget_s, z=power.z)
         plans[base.model] = plan
         if verbose:
             print(f"{base.model_name}: {plan.table()}", flush=True)
@@ -62,13 +63,13 @@ def _pilot_key(power: ItemsByPower, cfg: TrialConfig) -> str:
     return f"{cfg.key}|pilot|{cfg.eval.suite}|{','.join(cfg.eval.tasks or ())}|{power.pilot_items}"
 
 
-def _costs(power: ItemsByPower, cfg: TrialConfig, ledger: Ledger) -> tuple[TaskCost, ...]:
+def _costs(power: ItemsByPower, cfg: TrialConfig, ledger: Ledger, verbose: int) -> tuple[TaskCost, ...]:
     """The baseline's pilot: from the ledger when an earlier run of this command measured it."""
     key = _pilot_key(power, cfg)
     done = [e.data for e in ledger.events() if e.kind == PILOT and e.key == key]
     if done:
         return tuple(TaskCost(**{**t, "chance": _chance(t["chance"])}) for t in done[-1]["tasks"])
-    costs = _measure(power, cfg)
+    costs = _measure(power, cfg, verbose)
     ledger.append(Event(key, PILOT, None, TrialStatus.COMPLETED, {"tasks": [asdict(c) for c in costs]}))
     return costs
 
@@ -77,16 +78,18 @@ def _chance(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _measure(power: ItemsByPower, cfg: TrialConfig) -> tuple[TaskCost, ...]:
+def _measure(power: ItemsByPower, cfg: TrialConfig, verbose: int) -> tuple[TaskCost, ...]:
     from glu_ray.models.loading import free_memory, load_model  # lazy: transformers (see trial.py)
     from glu_ray.sweep.trial import eval_settings
 
-    print(f"{cfg.model_name}: pilot of the baseline, {power.pilot_items} items per task, to size items by power",
-          flush=True)
+    say = (lambda line: print(f"{cfg.model_name} pilot: {line}", flush=True)) if verbose else None
+    if say:
+        say(f"the baseline on {power.pilot_items} items per task, to size items by power")
     model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
     try:
         return pilot_costs(model, tok, cfg.eval.load_suite(), items=power.pilot_items,
-                           batch_size=cfg.eval.batch_size, **eval_settings(cfg, model))
+                           batch_size=cfg.eval.batch_size, meter=Meter(say) if say else None,
+                           **eval_settings(cfg, model))
     finally:
         del model, tok
         free_memory()
