@@ -136,3 +136,13 @@ def test_the_flags_and_a_presets_default(tmp_path):
         power_from_args(parse(["--power-budget", "10"]), Preset(models=(), metrics=("maw",)))
     with pytest.raises(GluRayError, match="in \\(0, 1\\)"):
         power_from_args(parse(["--items-by-power", "5"]), preset)
+
+
+def test_a_groups_pilot_is_sized_over_its_subtasks():
+    """MMLU's pilot limit is per subject: its 57 subjects are counted from lm-eval's index."""
+    from glu_ray.evaluation.harness import task_manager
+    from glu_ray.evaluation.preflight import leaf_configs
+
+    index = task_manager((), ("mmlu",)).task_index
+    assert len(list(leaf_configs(index, "mmlu"))) == 57
+    assert [c["task"] for c in leaf_configs(index, "piqa")] == ["piqa"]
