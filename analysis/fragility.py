@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.tidy import BASELINE
-from glu_ray.evaluation.power import Z as CHANCE_Z
+from glu_ray.evaluation.power import MIN_LEAD, Z as CHANCE_Z
 from glu_ray.vocab import TrialStatus
 
 CURVE = ["model", "size", "variant", "method", "benchmark"]
@@ -57,11 +57,12 @@ def _near_margin(df: pd.DataFrame) -> pd.Series:
 
 
 def informative(base, chance, base_stderr) -> np.ndarray:
-    """The baseline is above chance by more than CHANCE_Z stderrs (glu_ray.evaluation.power's rule,
-    which sized the items) and NEAR_CHANCE; a score without a chance level (a perplexity) always is."""
+    """The baseline is above chance by more than CHANCE_Z stderrs and MIN_LEAD (vectorised
+    glu_ray.evaluation.power.above_chance, the rule items were sized by); a score without a
+    chance level (a perplexity) always is."""
     chance = pd.Series(chance, dtype=float)
     lead = pd.Series(base, dtype=float).to_numpy() - chance.fillna(0).to_numpy()
-    margin = np.maximum(CHANCE_Z * pd.Series(base_stderr, dtype=float).fillna(0).to_numpy(), NEAR_CHANCE)
+    margin = np.maximum(CHANCE_Z * pd.Series(base_stderr, dtype=float).fillna(0).to_numpy(), MIN_LEAD)
     return chance.isna().to_numpy() | (lead > margin)
 
 
@@ -74,7 +75,7 @@ def left_out(ret: pd.DataFrame) -> pd.DataFrame:
     base = ret[(ret["method"] == BASELINE) & (ret["direction"] == "higher")].drop_duplicates(
         ["model", "variant", "benchmark"])
     out = base[~informative(base["score"], base["chance"], base["stderr"])]
-    why = [f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {NEAR_CHANCE:g}"
+    why = [f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {MIN_LEAD:g}"
            for s, c, e in zip(out["score"], out["chance"], out["stderr"].fillna(0))]
     return out.assign(why=why)[LEFT_OUT].reset_index(drop=True)
 

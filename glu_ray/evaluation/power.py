@@ -21,6 +21,7 @@ from typing import Sequence
 
 Z = 2.0  # standard errors: a drop (or a lead over chance) smaller than this many is noise
 FLOOR = 20  # fewest items a task gets: below this an accuracy's stderr is itself unreliable
+MIN_LEAD = 0.02  # a lead over chance smaller than this is none, however many items measured it
 
 
 def items_needed(p: float, drop: float, z: float = Z) -> int:
@@ -36,12 +37,12 @@ def detectable_drop(p: float, n: int, z: float = Z) -> float:
 
 
 def above_chance(score: float, chance: float | None, stderr: float | None, z: float = Z) -> bool:
-    """The baseline clears chance by more than ``z`` stderrs; a score without a chance level
-    (a perplexity) always counts, and a missing stderr counts as none."""
+    """The baseline clears chance by more than ``z`` stderrs and MIN_LEAD; a score without a chance
+    level (a perplexity) always counts, and a missing stderr counts as none."""
     if chance is None or (isinstance(chance, float) and math.isnan(chance)):
         return True
     se = 0.0 if stderr is None or (isinstance(stderr, float) and math.isnan(stderr)) else stderr
-    return score - chance > z * se
+    return score - chance > max(z * se, MIN_LEAD)
 
 
 @dataclass(frozen=True)
