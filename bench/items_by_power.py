@@ -5,7 +5,8 @@ Runs the pilot the sweep's --items-by-power runs (glu_ray/evaluation/pilot.py: e
 (glu_ray/evaluation/power.py) for a drop at 2 stderrs under each budget: which tasks stay, how many
 items each gets and the drop it can see. Runs no sweep.
 
-    HF_ENDPOINT=$(cat .cache/hub-mirror/endpoint) python bench/items_by_power.py --model smollm2 \\
+    HF_ENDPOINT=$(cat .cache/hub-mirror/endpoint) NLTK_DATA=../shared/assets/nltk_data \\
+        python bench/items_by_power.py --model smollm2 \\
         --suite instruct_mixed --pilot-items 20 --drop 0.05 --budgets 300,600,1200,2400 --json out.json
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -42,13 +43,16 @@ def main(argv=None) -> dict:
     suite = load_suite(args.suite, tasks=args.tasks.split(",") if args.tasks else None)
     model, tok = load_model(args.model, device="cpu")
     started = time.perf_counter()
-    costs = pilot_costs(model, tok, suite, items=args.pilot_items, batch_size=args.batch_size,
-                        max_length=args.max_length, gen_kwargs={"max_gen_toks": args.max_gen_toks})
+    costs = []
+    for bench in suite.benchmarks:  # one at a time, each printed as it ends: a late failure keeps the rest
+        (c,) = pilot_costs(model, tok, replace(suite, benchmarks=(bench,)), items=args.pilot_items,
+                           batch_size=args.batch_size, max_length=args.max_length,
+                           gen_kwargs={"max_gen_toks": args.max_gen_toks})
+        costs.append(c)
+        print(f"pilot {c.name:16s} score {c.score:.4g}  chance {c.chance}  {c.seconds_per_item:.3f} CPU-s/item  "
+              f"split {c.max_items}  items/unit {c.items_per_unit}", flush=True)
     wall = time.perf_counter() - started
     print(f"pilot: {args.pilot_items} items per task, {wall:.0f} s wall, dtype {next(model.parameters()).dtype}")
-    for c in costs:
-        print(f"  {c.name:16s} score {c.score:.4g}  chance {c.chance}  {c.seconds_per_item:.3f} CPU-s/item  "
-              f"split {c.max_items}  items/unit {c.items_per_unit}")
     plans = {}
     for budget in [float(b) for b in args.budgets.split(",")] + [None]:
         plan = plan_items(costs, args.drop, budget_s=budget)

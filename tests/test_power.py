@@ -146,3 +146,18 @@ def test_a_groups_pilot_is_sized_over_its_subtasks():
     index = task_manager((), ("mmlu",)).task_index
     assert len(list(leaf_configs(index, "mmlu"))) == 57
     assert [c["task"] for c in leaf_configs(index, "piqa")] == ["piqa"]
+
+
+def test_a_pilot_that_fails_names_the_benchmark_in_one_line(monkeypatch):
+    """A fault injected on purpose: IFEval's scorer without NLTK's punkt_tab raises a LookupError
+    whose text opens with a row of asterisks."""
+    from glu_ray.errors import GluRayError
+    from glu_ray.evaluation import pilot
+    from glu_ray.evaluation.suites import load_suite
+
+    def no_punkt(*a, **k):
+        raise LookupError("\n" + "*" * 70 + "\n  Resource 'punkt_tab' not found.\n  Please use the NLTK Downloader\n")
+
+    monkeypatch.setattr(pilot, "run_suite", no_punkt)
+    with pytest.raises(GluRayError, match="pilot failed on tiny_ifeval: LookupError: Resource 'punkt_tab' not found.$"):
+        pilot.pilot_costs(None, None, load_suite("tiny", tasks=["tiny_ifeval"]), items=2)

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import Mapping
 
+from glu_ray.errors import GluRayError
 from glu_ray.evaluation.harness import run_suite, task_manager
 from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.power import TaskCost
@@ -33,11 +34,24 @@ def pilot_costs(model, tokenizer, suite: Suite, *, items: int = PILOT_ITEMS, bat
         cpu = time.process_time()
         index = task_manager(suite.tasks_dirs, (bench.task,)).task_index
         limit = math.ceil(items / max(1, len(list(leaf_configs(index, bench.task)))))
-        result = run_suite(model, tokenizer, replace(suite, benchmarks=(bench,)), limit=limit, batch_size=batch_size,
-                           max_length=max_length, seed=seed, gen_kwargs=gen_kwargs, meter=meter)
+        try:
+            result = run_suite(model, tokenizer, replace(suite, benchmarks=(bench,)), limit=limit,
+                               batch_size=batch_size, max_length=max_length, seed=seed, gen_kwargs=gen_kwargs,
+                               meter=meter)
+        except GluRayError:
+            raise
+        except Exception as err:  # e.g. IFEval without NLTK's punkt_tab: say which benchmark
+            raise GluRayError(f"the baseline's pilot failed on {bench.name}: {type(err).__name__}: "
+                              f"{_message(err)}") from err
         seconds = time.process_time() - cpu
         counts = result.raw["n-samples"].values()  # the leaf tasks this benchmark ran
         scored = sum(int(n["effective"]) for n in counts)
         out.append(TaskCost(bench.name, result.metrics[bench.key], bench.chance, seconds / max(scored, 1),
                             sum(int(n["original"]) for n in counts), items_per_unit=max(len(counts), 1)))
     return tuple(out)
+
+
+def _message(err: Exception) -> str:
+    """The exception's first line of words (NLTK's LookupError opens with a row of asterisks)."""
+    words = [ln.strip() for ln in str(err).splitlines() if any(ch.isalnum() for ch in ln)]
+    return words[0][:300] if words else type(err).__name__
