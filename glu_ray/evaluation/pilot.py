@@ -29,11 +29,16 @@ def pilot_costs(model, tokenizer, suite: Suite, *, items: int = PILOT_ITEMS, bat
                 gen_kwargs: Mapping[str, object] | None = None, meter: Meter | None = None) -> tuple[TaskCost, ...]:
     """Each benchmark of ``suite`` scored on ``items`` items: its score, CPU-seconds per item, split
     size. A ``meter`` prints a line every 20 s of a long one."""
+    # What a process pays once (lm-eval's imports, ~8 s; its task index) is not a per-item cost:
+    # paid before the clock starts, or the first benchmark would carry it.
+    import lm_eval.evaluator
+    import lm_eval.models.huggingface  # noqa: F401
+
     out = []
     for bench in suite.benchmarks:
-        cpu = time.process_time()
         index = task_manager(suite.tasks_dirs, (bench.task,)).task_index
         limit = math.ceil(items / max(1, len(list(leaf_configs(index, bench.task)))))
+        cpu = time.process_time()
         try:
             result = run_suite(model, tokenizer, replace(suite, benchmarks=(bench,)), limit=limit,
                                batch_size=batch_size, max_length=max_length, seed=seed, gen_kwargs=gen_kwargs,
