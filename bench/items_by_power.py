@@ -37,11 +37,12 @@ def main(argv=None) -> dict:
     p.add_argument("--max-gen-toks", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial's: 1)")
+    p.add_argument("--dtype", help="float32 or bfloat16 (default: auto, as a sweep's trials)")
     p.add_argument("--json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     suite = load_suite(args.suite, tasks=args.tasks.split(",") if args.tasks else None)
-    model, tok = load_model(args.model, device="cpu")
+    model, tok = load_model(args.model, device="cpu", dtype=args.dtype)
     started = time.perf_counter()
     costs = []
     for bench in suite.benchmarks:  # one at a time, each printed as it ends: a late failure keeps the rest
