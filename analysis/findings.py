@@ -33,7 +33,7 @@ class Analysis:
 
 def analyse(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0) -> Analysis:
     ret = F.retention(df)
-    dropped = F.left_out(ret)
+    dropped = F.left_out(df)  # from the table: a baseline at 0 with chance 0 has no retention row at all
     kept = F.without(ret, dropped)
     scores, mean_draws, point_se = F.score_curves(kept, n_boot=n_boot, seed=seed)
     hier = F.hierarchy(scores)

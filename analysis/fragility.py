@@ -69,10 +69,10 @@ def informative(base, chance, base_stderr) -> np.ndarray:
 LEFT_OUT = ["model", "variant", "benchmark", "capability", "score", "chance", "stderr", "why"]
 
 
-def left_out(ret: pd.DataFrame) -> pd.DataFrame:
-    """The baselines not above chance: their benchmark says nothing about what pruning takes away,
-    so it stays out of the hierarchy (one row per model, variant and benchmark, with why)."""
-    base = ret[(ret["method"] == BASELINE) & (ret["direction"] == "higher")].drop_duplicates(
+def left_out(df: pd.DataFrame) -> pd.DataFrame:
+    """The baselines of the tidy table not above chance: their benchmark says nothing about what
+    pruning takes away, so it stays out of the hierarchy (one row per model, variant and benchmark)."""
+    base = df[(df["method"] == BASELINE) & (df["direction"] == "higher") & df["score"].notna()].drop_duplicates(
         ["model", "variant", "benchmark"])
     out = base[~informative(base["score"], base["chance"], base["stderr"])]
     why = [f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {MIN_LEAD:g}"
