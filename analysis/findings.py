@@ -7,7 +7,7 @@ Verdicts are rules over the numbers (registry HYPOTHESES); nothing here assumes 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,15 +27,19 @@ class Analysis:
     shapes: pd.DataFrame  # per curve: monotone | non-monotonic, with trough and recovery
     base_vs_instruct: pd.DataFrame  # empty unless both variants exist for a size and method
     hypotheses: pd.DataFrame  # id, claim, verdict, evidence
+    # baselines not above chance (fragility.left_out): out of the hierarchies, shapes and verdicts
+    left_out: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=F.LEFT_OUT))
 
 
 def analyse(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0) -> Analysis:
     ret = F.retention(df)
-    scores, mean_draws, point_se = F.score_curves(ret, n_boot=n_boot, seed=seed)
+    dropped = F.left_out(df)  # from the table: a baseline at 0 with chance 0 has no retention row at all
+    kept = F.without(ret, dropped)
+    scores, mean_draws, point_se = F.score_curves(kept, n_boot=n_boot, seed=seed)
     hier = F.hierarchy(scores)
-    shapes = curve_shapes(ret, point_se)
+    shapes = curve_shapes(kept, point_se)
     return Analysis(ret, hier, F.hierarchy(F.capability_scores(scores, mean_draws), "capability"),
-                    shapes, base_vs_instruct(scores), verdicts(ret, hier, shapes, point_se))
+                    shapes, base_vs_instruct(scores), verdicts(kept, hier, shapes, point_se), dropped)
 
 
 def _significant(delta: float, se: float) -> bool:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.tidy import BASELINE
+from glu_ray.evaluation.power import MIN_LEAD, Z as CHANCE_Z
 from glu_ray.vocab import TrialStatus
 
 CURVE = ["model", "size", "variant", "method", "benchmark"]
@@ -53,6 +54,37 @@ def retention(df: pd.DataFrame) -> pd.DataFrame:
 
 def _near_margin(df: pd.DataFrame) -> pd.Series:
     return np.maximum(2 * df["base_stderr"].fillna(0), NEAR_CHANCE)
+
+
+def informative(base, chance, base_stderr) -> np.ndarray:
+    """The baseline is above chance by more than CHANCE_Z stderrs and MIN_LEAD (vectorised
+    glu_ray.evaluation.power.above_chance, the rule items were sized by); a score without a
+    chance level (a perplexity) always is."""
+    chance = pd.Series(chance, dtype=float)
+    lead = pd.Series(base, dtype=float).to_numpy() - chance.fillna(0).to_numpy()
+    margin = np.maximum(CHANCE_Z * pd.Series(base_stderr, dtype=float).fillna(0).to_numpy(), MIN_LEAD)
+    return chance.isna().to_numpy() | (lead > margin)
+
+
+LEFT_OUT = ["model", "variant", "benchmark", "capability", "score", "chance", "stderr", "why"]
+
+
+def left_out(df: pd.DataFrame) -> pd.DataFrame:
+    """The baselines of the tidy table not above chance: their benchmark says nothing about what
+    pruning takes away, so it stays out of the hierarchy (one row per model, variant and benchmark)."""
+    base = df[(df["method"] == BASELINE) & (df["direction"] == "higher") & df["score"].notna()].drop_duplicates(
+        ["model", "variant", "benchmark"])
+    out = base[~informative(base["score"], base["chance"], base["stderr"])]
+    why = [f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {MIN_LEAD:g}"
+           for s, c, e in zip(out["score"], out["chance"], out["stderr"].fillna(0))]
+    return out.assign(why=why)[LEFT_OUT].reset_index(drop=True)
+
+
+def without(ret: pd.DataFrame, dropped: pd.DataFrame) -> pd.DataFrame:
+    """``ret`` less the (model, variant, benchmark) rows of ``dropped``."""
+    keys = ["model", "variant", "benchmark"]
+    marked = ret.merge(dropped[keys].assign(_drop=True), on=keys, how="left")
+    return marked[marked["_drop"].isna()].drop(columns="_drop").reset_index(drop=True)
 
 
 def curves(ret: pd.DataFrame) -> dict[tuple, pd.DataFrame]:

@@ -29,7 +29,8 @@ expansion ratios measured (area under the curve / range), 95% bootstrap interval
 (where a source reported none, an accuracy over a known number of items gets the binomial
 sqrt(p(1-p)/n), marked "binomial" under Standard errors; others get a zero-width interval). Break =
 the widest ratio with retention below 0.5. Benchmarks share a tier when their interval overlaps the
-tier head's."""
+tier head's. A benchmark whose baseline is not above chance by 2 stderrs (and 0.02) measures nothing
+pruning can take away: it is left out of the hierarchies, and listed with its numbers."""
 
 PARETO_INTRO = """Each trial's retention, averaged over its benchmarks (95% interval from the scores' stderrs),
 against what it costs to run: parameters kept, and, from the trial's efficiency stage
@@ -81,6 +82,8 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
             ("Hypotheses", a.hypotheses),
             ("Hierarchy by capability (most fragile first)", a.capabilities[CAPABILITY_COLUMNS]),
             ("Hierarchy by benchmark (most fragile first)", a.hierarchy[HIERARCHY_COLUMNS]),
+            ("Left out of the hierarchy: baseline not above chance",
+             a.left_out if not a.left_out.empty else "None: every baseline is above chance by 2 stderrs."),
             ("Retention heatmap", figures["heatmap"]),
             ("Retention curves by capability", figures["curves"])]
     bad = a.shapes[a.shapes["shape"] != "monotone"]
@@ -93,7 +96,7 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     out.append(("Early-stopping audit", AUDIT_INTRO))
     if audit[0].empty:  # say why, instead of two empty tables
         out.append(("Early-stopping audit: runs", f"Nothing to audit: {NOTHING_TO_AUDIT} (a benchmark is "
-                    "informative where the baseline is above chance by 1.96 stderrs: more items per task, --limit, "
+                    "informative where the baseline is above chance by 2 stderrs: more items per task, --limit, "
                     "narrow the stderrs)."))
     else:
         out += [("Early-stopping audit: thresholds", audit[1]), ("Early-stopping audit: runs", audit[0])]
@@ -162,7 +165,9 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     all_rows, df = df, recovery.unhealed(df)  # every analysis but recovery reads the models as pruned
     a = analyse(df, n_boot=n_boot, seed=seed)
     if a.hierarchy.empty:
-        raise GluRayError("no pruned run shares a model and benchmark with a baseline")
+        gone = "; ".join(f"{r.benchmark} {r.why}" for r in a.left_out.itertuples())
+        raise GluRayError("no pruned run shares a model and benchmark with a baseline"
+                          + (f" above chance (left out: {gone})" if gone else ""))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = {"heatmap": plots.heatmap(a.retention, a.hierarchy, out / "retention_heatmap.png"),
@@ -184,7 +189,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
         recovery.write_csvs(rec, out)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections))
-    for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses"):
+    for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses", "left_out"):
         getattr(a, name).to_csv(out / f"{name}.csv", index=False)
     delta_table(a.retention).to_csv(out / "deltas.csv", index=False)
     points.to_csv(out / "stop_audit_runs.csv", index=False)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.benchmarks import STAGE0
-from analysis.fragility import NEAR_CHANCE
+from analysis.fragility import informative
 from analysis.tidy import BASELINE
 from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.vocab import TrialStatus
@@ -64,8 +64,7 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
     acc = df[(df["direction"] == "higher") & df["chance"].notna() & (df["method"] != BASELINE)]
     acc = acc.join(base[["score", "stderr"]].rename(columns={"score": "base", "stderr": "base_se"}),
                    on=["model", "variant", "benchmark"], how="inner")
-    informative = (acc["base"] - acc["chance"]) > np.maximum(Z * acc["base_se"].fillna(0), NEAR_CHANCE)
-    acc = acc[informative & (acc["status"] == TrialStatus.COMPLETED.value) & acc["score"].notna()]
+    acc = acc[informative(acc["base"], acc["chance"], acc["base_se"]) & (acc["status"] == TrialStatus.COMPLETED.value) & acc["score"].notna()]
     acc = acc.assign(alive=_above_chance(acc["score"], acc["base"], acc["chance"], acc["stderr"]),
                      retention=(acc["score"] - acc["chance"]) / (acc["base"] - acc["chance"]))
 
@@ -147,7 +146,7 @@ def summary_text(summary: pd.DataFrame, points: pd.DataFrame, rules: tuple[StopR
 
 AUDIT_INTRO = """Does early stopping stop only runs with nothing left to measure? For each completed pruned run:
 its stage-0 perplexity over the baseline's (and over the random-pruning control's at the same
-width), and how many informative benchmarks (baseline above chance by 1.96 stderrs and 0.02) it keeps
+width), and how many informative benchmarks (baseline above chance by 2 stderrs and 0.02) it keeps
 above chance (by 1.96 stderrs and 10% of the baseline's headroom). alive_max: the largest ratio with
 a benchmark above chance; dead_from: the ratio from which every run is at chance everywhere;
 recommended: their geometric mean, blank while no dead run lies past the last alive one."""

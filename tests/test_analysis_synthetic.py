@@ -252,3 +252,25 @@ def test_baselines_that_score_zero_give_a_clear_error_not_a_crash(tmp_path):
     assert analyse(df, n_boot=10).hierarchy.empty
     with pytest.raises(GluRayError, match="no pruned run shares"):
         write_report(df, tmp_path)
+
+
+def test_baselines_not_above_chance_by_2_stderrs_are_left_out_of_the_hierarchy_and_said_why(tmp_path):
+    """arc_c at 0.28 (chance 0.25, stderr 0.02) leads chance by 1.5 stderrs: out, with its numbers;
+    arc_e at 0.35 leads by 5: in; the perplexity, which has no chance, stays."""
+    rows = synthetic("base") + bench_rows("arc_c", "reasoning", 0.25, "higher", 0.28, (0.27, 0.26, 0.25)) \
+        + bench_rows("arc_e", "reasoning", 0.25, "higher", 0.35, (0.33, 0.30, 0.27)) \
+        + bench_rows("gsm8k", "math", 0.0, "higher", 0.0, (0.0, 0.0, 0.0))
+    rows = [r | {"stderr": 0.02} if r["benchmark"].startswith("arc") else r for r in rows]
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    a = analyse(df, n_boot=100)
+    assert set(a.hierarchy["benchmark"]) == {"mmlu", "hellaswag", "piqa", "boolq", "wikitext", "arc_e"}
+    # gsm8k at 0 with chance 0 has no retention at all (0 / 0): it is listed all the same
+    assert a.left_out[["benchmark", "score", "chance", "stderr"]].values.tolist() == [["arc_c", 0.28, 0.25, 0.02],
+                                                                                     ["gsm8k", 0.0, 0.0, 0.005]]
+    assert "not above chance 0.25 by 2 stderrs (0.020)" in a.left_out["why"].iloc[0]
+    assert a.capabilities.set_index("capability").loc["reasoning", "benchmarks"] == "arc_e"
+    assert "arc_c" in set(a.retention["benchmark"])  # its points are still in the study's delta table
+    text = write_report(df, tmp_path, n_boot=100).read_text()
+    section = text.split("## Left out of the hierarchy: baseline not above chance")[1].split("##")[0]
+    assert "arc_c" in section and "0.28" in section and "arc_e" not in section
+    assert (tmp_path / "left_out.csv").is_file()

@@ -87,3 +87,10 @@ def test_widths_auto_replaces_the_fixed_grid_and_a_preset_can_default_to_it(pres
     assert _grid(auto, "--preset", "smol")[0].widths.targets == (1.5,)
     assert _grid(auto, "--preset", "smol", "--pruning-pcts", "10")[0].widths is None  # the flags win
     assert _grid(auto, "--preset", "smol", "--widths", "fixed")[0].widths is None
+
+
+@pytest.mark.parametrize("name", ["smol", "demo"])
+def test_no_preset_on_the_local_hub_asks_for_arc_easy(presets, name):
+    """The local hub (../shared) has no ARC-Easy items: `--suite small` opts in, the presets do not."""
+    grid, _ = _grid(presets, "--preset", name)
+    assert all("arc_easy" not in t.eval.load_suite().names for t in build_trials(grid)[0])

@@ -72,7 +72,7 @@ def test_task_subset_keeps_order_and_unknown_names_list_the_valid_ones():
     assert load_suite("base", tasks=["mmlu", "piqa"]).names == ("mmlu", "piqa")
     with pytest.raises(GluRayError, match="unknown task 'nope'.*mmlu"):
         load_suite("base", tasks=["nope"])
-    with pytest.raises(GluRayError, match="valid suites: base, instruct, instruct_mixed, study, tiny"):
+    with pytest.raises(GluRayError, match="valid suites: base, instruct, instruct_mixed, small, study, tiny"):
         load_suite("bogus")
     with pytest.raises(GluRayError, match="unknown stage"):
         load_suite("tiny").stage("medium")
@@ -127,3 +127,10 @@ def test_a_self_contained_suite_skips_lm_evals_builtin_index_and_a_real_one_keep
     base = load_suite("base")
     full = task_manager(base.tasks_dirs, tuple(b.task for b in base.benchmarks))
     assert "arc_challenge" in full.all_tasks  # lm-eval's own tasks: its index
+
+
+
+def test_arc_easy_is_opt_in_through_the_small_suite():
+    small, mixed = load_suite("small"), load_suite("instruct_mixed")
+    assert small.names == (*mixed.names, "arc_easy") and not small.chat(small.get("arc_easy"))
+    assert small.get("arc_easy").task == "arc_easy" and small.get("arc_easy").chance == 0.25

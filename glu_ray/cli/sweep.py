@@ -30,6 +30,7 @@ from glu_ray.models.tiny import tiny_preset_models
 from glu_ray.pruning.widths import TargetWidth
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.recovery.students import STUDENTS
+from glu_ray.sweep.items import ItemsByPower
 from glu_ray.sweep.width_search import DEFAULT_TARGETS, WidthSearch
 from glu_ray.vocab import ERROR_TAG, TrialStatus
 
@@ -57,6 +58,7 @@ class Preset:
     control_seeds: int = 1  # random pruning's replicates at every width (--control-seeds)
     budget: Budget | None = None  # the time it promises (e.g. `make demo`'s ~10 minutes on 2 CPUs)
     widths: WidthSearch | None = None  # --widths auto by default: search these stage-0 ratios (see width_search.py)
+    power: ItemsByPower | None = None  # --items-by-power by default (an explicit --limit turns it off)
 
 
 def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
@@ -92,6 +94,12 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
     p.add_argument("--tasks", type=_names, help="only these benchmarks of the suite")
     p.add_argument("--tasks-dir", help="your own lm-eval task folder")
     p.add_argument("--limit", type=int, help="items per task (quick runs)")
+    p.add_argument("--items-by-power", type=float, metavar="DROP", help="size each task's items from a pilot of "
+                   "the baseline: enough to see a drop of DROP (e.g. 0.05) at 2 stderrs, within --power-budget; "
+                   "prints the sizes and the tasks left out (baseline not above chance)")
+    p.add_argument("--power-budget", type=float, metavar="CPU_S", help="with --items-by-power: CPU-seconds one "
+                   "trial's evaluation may cost (default: the preset's, else unbounded)")
+    p.add_argument("--pilot-items", type=int, help="with --items-by-power: items per task in the baseline's pilot")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--ppl-text", help="stage-0 perplexity text file (default: the preset's / WikiText-2)")
     p.add_argument("--threshold", type=float, help="stop a trial whose stage-0 perplexity exceeds this x the "
@@ -164,7 +172,8 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
                      control_seeds=args.control_seeds or preset.control_seeds,
                      bias_compensation=args.bias_compensation,
                      efficiency=_efficiency(args, preset),
-                     recovery=recovery_from_args(args, preset, storage), widths=widths)
+                     recovery=recovery_from_args(args, preset, storage), widths=widths,
+                     power=power_from_args(args, preset))
 
 
 def _widths(args: argparse.Namespace, preset: Preset) -> tuple[tuple[TargetWidth, ...], WidthSearch | None]:
@@ -183,6 +192,17 @@ def _widths(args: argparse.Namespace, preset: Preset) -> tuple[tuple[TargetWidth
     if not targets:
         raise GluRayError("the grid has no ratios: give --ratios, --pruning-pcts or --widths auto")
     return targets, None
+
+
+def power_from_args(args: argparse.Namespace, preset: Preset) -> ItemsByPower | None:
+    """--items-by-power (or the preset's default, unless --limit sets the items by hand)."""
+    if args.items_by_power is None:
+        if args.power_budget is not None or args.pilot_items is not None:
+            raise GluRayError("--power-budget and --pilot-items size --items-by-power: add it")
+        return preset.power if args.limit is None else None
+    base = preset.power or ItemsByPower(args.items_by_power)
+    given = {"budget_s": args.power_budget, "pilot_items": args.pilot_items}
+    return replace(base, drop=args.items_by_power, **{k: v for k, v in given.items() if v is not None})
 
 
 def _efficiency(args: argparse.Namespace, preset: Preset) -> EfficiencySpec | None:

@@ -98,10 +98,12 @@ def context_length(model, requested: int | None) -> int | None:
 
 
 def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit: int | float | None = None,
-              batch_size: int | str = 8, max_length: int | None = None, seed: int = 1234,
-              bootstrap_iters: int = BOOTSTRAP_ITERS, gen_kwargs: Mapping[str, object] | None = None,
+              limits: Mapping[str, int] | None = None, batch_size: int | str = 8, max_length: int | None = None,
+              seed: int = 1234, bootstrap_iters: int = BOOTSTRAP_ITERS, gen_kwargs: Mapping[str, object] | None = None,
               meter: Meter | None = None) -> EvalResult:
     """Evaluate ``suite`` (or one of its stages) on an in-memory model; metrics flat and MLflow-safe.
+    ``limits`` (benchmark name -> items, e.g. sized by evaluation/power.py) override ``limit`` per
+    benchmark; as lm-eval's own limit, a group's applies to each of its subtasks.
     ``gen_kwargs`` (lm-eval's ``--gen_kwargs``, e.g. ``max_gen_toks``) update every generating task's.
     A ``meter`` counts the requests answered (progress lines on a long stage)."""
     benchmarks = suite.benchmarks if stage is None else suite.stage(stage)
@@ -114,18 +116,20 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     metrics: dict[str, float] = {}
     reported: dict[str, tuple[tuple[str, str], ...]] = {}
     calls = []
-    # One simple_evaluate call per (few-shot count, chat template): lm-eval sets both per call.
-    setting = lambda b: (b.num_fewshot, suite.chat(b))  # noqa: E731 - the sort and the grouping key
-    for (shots, chat), group in groupby(sorted(benchmarks, key=setting), key=setting):
+    limits = dict(limits or {})
+    limit_of = lambda b: limits.get(b.name, limit)  # noqa: E731
+    # One simple_evaluate call per (few-shot count, chat template, limit): lm-eval sets each per call.
+    setting = lambda b: (b.num_fewshot, suite.chat(b), limit_of(b) is None, limit_of(b) or 0)  # noqa: E731 - sort and group key
+    for (shots, chat, _, _), group in groupby(sorted(benchmarks, key=setting), key=setting):
         group = tuple(group)
-        out = _evaluate(model, tokenizer, suite, group, shots, chat=chat, limit=limit, batch_size=batch_size,
+        out = _evaluate(model, tokenizer, suite, group, shots, chat=chat, limit=limit_of(group[0]), batch_size=batch_size,
                         max_length=length, seed=seed, bootstrap_iters=bootstrap_iters, gen_kwargs=gen_kwargs,
                         meter=meter)
         calls.append((shots, out))
         metrics.update(flatten(group, out))
         reported.update({b.name: reported_metrics(b, out) for b in group})
     raw = merge_raw(calls)
-    raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "seed": seed,
+    raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "limits": limits, "seed": seed,
                       "gen_kwargs": dict(gen_kwargs or {})}
     return EvalResult(metrics, _jsonable(raw), time.perf_counter() - started, reported)
 

@@ -80,9 +80,16 @@ def _label(path: str, configs: set) -> str:
     return f"{path} ({named[0]})" if named else path
 
 
-def hub_datasets(index: dict, task: str, seen: frozenset = frozenset()) -> Iterator[tuple[str, str | None]]:
+def hub_datasets(index: dict, task: str) -> Iterator[tuple[str, str | None]]:
     """(dataset_path, dataset_name) of every hub-backed task under ``task``
     (a task, group or tag in lm-eval's index); tasks that build their own data are skipped."""
+    for cfg in leaf_configs(index, task):
+        yield from _from_config(cfg)
+
+
+def leaf_configs(index: dict, task: str, seen: frozenset = frozenset()) -> Iterator[dict]:
+    """The config of every task under ``task`` (itself, or a group's or tag's members, recursively),
+    read from lm-eval's index: nothing is loaded."""
     entry = index.get(task)
     if entry is None or task in seen:  # unknown names are check_tasks' to report; a cycle ends here
         return
@@ -90,15 +97,15 @@ def hub_datasets(index: dict, task: str, seen: frozenset = frozenset()) -> Itera
     kind = entry.kind.name
     if kind == "TAG":
         for member in sorted(entry.tags):
-            yield from hub_datasets(index, member, seen)
+            yield from leaf_configs(index, member, seen)
     elif kind == "GROUP":
         for item in (entry.cfg or {}).get("task") or []:
             if isinstance(item, dict) and "dataset_path" in item:
-                yield from _from_config(item)
+                yield item
             else:
-                yield from hub_datasets(index, item.get("task", "") if isinstance(item, dict) else item, seen)
+                yield from leaf_configs(index, item.get("task", "") if isinstance(item, dict) else item, seen)
     else:
-        yield from _from_config(entry.cfg or {})
+        yield entry.cfg or {}
 
 
 def _from_config(cfg: dict) -> Iterator[tuple[str, str | None]]:

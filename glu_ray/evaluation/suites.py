@@ -28,7 +28,7 @@ __all__ = ["CAPABILITIES", "SUITES", "STAGES", "Benchmark", "Suite", "TaskFolder
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 SPLIT_SIZES = Path(__file__).resolve().parent / "split_sizes.yaml"
-SUITES = ("base", "instruct", "instruct_mixed", "study", "tiny")
+SUITES = ("base", "instruct", "instruct_mixed", "small", "study", "tiny")
 @dataclass(frozen=True)
 class Suite:
     name: str

@@ -105,6 +105,8 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     _init_ray(opts)
     check_storage_shared(root)  # a node that cannot see it: one line, before any trial
     tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
+    if grid.power is not None:  # each baseline's pilot sizes its model's items, before any trial
+        baselines, pruned = _items_by_power(grid, baselines, pruned, ledger, tracker, opts)
     configs = {c.key: c for c in baselines + pruned}
     tracker.set_runs_view(headline_keys(baselines + pruned))
     tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
@@ -188,6 +190,18 @@ def _auto_widths(grid: SweepGrid, baselines, ledger: Ledger, tracker, opts: Swee
     except Exception as err:  # noqa: BLE001 - the ledger holds every probe and choice
         log.warning("the width search's record did not reach MLflow (%s); it is in %s", first_line(err), ledger.path)
     return pruned, settled
+
+
+def _items_by_power(grid: SweepGrid, baselines, pruned, ledger: Ledger, tracker, opts: SweepOptions):
+    """Every trial with its model's per-task limits (sweep/items.py); the plans in MLflow."""
+    from glu_ray.sweep.items import record, size_items
+
+    baselines, pruned, plans = size_items(grid.power, baselines, pruned, ledger, opts.verbose)
+    try:
+        tracker.log_dict(record(plans), "items_by_power.json")
+    except Exception as err:  # noqa: BLE001 - the ledger holds the pilot; the trials' params hold the limits
+        log.warning("the items-by-power plan did not reach MLflow (%s)", first_line(err))
+    return baselines, pruned
 
 
 def _expected_seconds(trials, ledger: Ledger, opts: SweepOptions) -> dict[str, float]:

@@ -23,6 +23,7 @@ from glu_ray.pruning.widths import TargetWidth, Width, resolve_width
 from glu_ray.recovery.spec import RecoverySpec
 from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.trials.stop_rule import CONTROL_METRIC, StopRule
+from glu_ray.sweep.items import ItemsByPower
 from glu_ray.sweep.width_search import WidthSearch
 
 
@@ -49,6 +50,7 @@ class SweepGrid:
     bias_compensation: bool = False  # every pruned trial: the pruned neurons' mean becomes a bias
     recovery: RecoverySpec | None = None  # heal every pruned trial (baselines have nothing to heal)
     widths: WidthSearch | None = None  # --widths auto: widths found from stage 0 (targets then unused)
+    power: ItemsByPower | None = None  # --items-by-power: per-task limits from a pilot of each baseline
 
 
 @dataclass(frozen=True)

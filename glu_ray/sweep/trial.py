@@ -128,7 +128,8 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
     ``early_stop=False`` (a healed model) runs every stage whatever stage 0 measures. A ``meter``
     counts tokens and requests inside each stage (progress lines)."""
     suite = cfg.eval.load_suite()
-    max_length = cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048)
+    settings = eval_settings(cfg, model)
+    max_length = settings["max_length"]
     docs = _documents(cfg.eval.ppl_text, cfg.eval.ppl_max_docs)
     ppl = _with_oom_retry(lambda bs: fast_perplexity(model, tok, docs, max_length=max_length, batch_size=bs,
                                                      meter=meter), cfg.eval.batch_size)
@@ -143,14 +144,21 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
     yield 0, stage0, TrialStatus.RUNNING if stages else TrialStatus.COMPLETED
     for i, stage in enumerate(stages, start=1):
         result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,
-                                                       batch_size=bs, max_length=max_length, seed=1234 + cfg.seed,
-                                                       gen_kwargs=_gen_kwargs(cfg), meter=meter),
+                                                       limits=dict(cfg.eval.limits), batch_size=bs, meter=meter,
+                                                       **settings),
                                  cfg.eval.batch_size)
         last = i == len(stages)
         if on_raw:
             on_raw(i, result.raw)
         yield i, {**result.metrics, eval_seconds_key(i): result.seconds}, \
             TrialStatus.COMPLETED if last else TrialStatus.RUNNING
+
+
+def eval_settings(cfg: TrialConfig, model) -> dict:
+    """The settings run_suite scores a trial's model with (the pilot of items by power uses them too)."""
+    suite = cfg.eval.load_suite()
+    return {"max_length": cfg.eval.max_length or suite.max_length or min(model.config.max_position_embeddings, 2048),
+            "seed": 1234 + cfg.seed, "gen_kwargs": _gen_kwargs(cfg)}
 
 
 def _gen_kwargs(cfg: TrialConfig) -> dict | None:

@@ -41,6 +41,8 @@ class EvalSpec:
     tasks: tuple[str, ...] | None = None  # a subset of the suite's benchmarks
     tasks_dir: str | None = None  # a user's own lm-eval task folder
     limit: int | None = None  # items per task, for quick runs
+    # per benchmark, over ``limit``: ((name, items), ...), e.g. sized by power (evaluation/power.py)
+    limits: tuple[tuple[str, int], ...] = ()
     batch_size: int = 8
     max_length: int | None = None  # fixed context so perplexities compare across trials
     ppl_text: str | None = None  # stage-0 text: None -> lm-eval's wikitext; or a local file
@@ -134,6 +136,7 @@ class TrialConfig:
         ev = dict(d["eval"])
         if ev.get("tasks") is not None:
             ev["tasks"] = tuple(ev["tasks"])
+        ev["limits"] = tuple((name, int(n)) for name, n in ev.get("limits") or ())
         eff = d.get("efficiency")
         calib = CalibrationSpec(**d["calibration"]) if d.get("calibration") else None
         recovery = RecoverySpec.from_dict(d["recovery"]) if d.get("recovery") else None

@@ -8,7 +8,8 @@ Kinds of event: ``result`` (a trial's stage), ``end`` (its final status), and ``
 stage 0 of a trial measured alone before the sweep, for the trials that read it (sweep/plan.py).
 A reference is not a trial result: ``results`` and ``finished`` never see it (nor MLflow).
 --widths auto adds ``width_search`` (a stage-0 probe of the width search, keyed as the trial at
-that width) and ``width_choice`` (a target's chosen width): not trial results either.
+that width) and ``width_choice`` (a target's chosen width): not trial results either, nor is
+``pilot`` (--items-by-power: a baseline's per-task score and cost, measured before the sweep).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from glu_ray.vocab import STATUS, TrialStatus
 REFERENCE = "reference"  # an event kind: a reference trial's stage 0, measured before the sweep
 SEARCH = "width_search"  # a stage-0 probe of --widths auto (glu_ray/sweep/width_search.py)
 CHOICE = "width_choice"  # the width --widths auto chose for one (model, metric, target ratio)
-NOT_RESULTS = (REFERENCE, SEARCH, CHOICE)
+PILOT = "pilot"  # --items-by-power: a baseline's pilot, per task score and cost (glu_ray/sweep/items.py)
+NOT_RESULTS = (REFERENCE, SEARCH, CHOICE, PILOT)
 
 
 def _clean(value):
