@@ -41,6 +41,12 @@ class Search:
         w = self.template.width
         return replace(self.template, width=Width(width, w.intermediate, w.hidden))
 
+    def probe(self, width: int) -> TrialConfig:
+        """The stage-0 probe at ``width``: keyed as the full trial there, whatever stages the trial
+        itself runs (--stage0-only), since stage 0 is the same; so a probe serves both settings."""
+        cfg = self.at(width)
+        return replace(cfg, eval=replace(cfg.eval, stage0_only=False))
+
 
 def searches_for(templates: Sequence[TrialConfig], spec: WidthSearch) -> list[Search]:
     """One search per template (its baseline_ppl must be set: the ratio is over it)."""
@@ -75,7 +81,7 @@ class WidthSearcher(Searcher):
         """Search i's next probe not yet measured, feeding it the ledger's measurements on the way."""
         s = self.searches[i]
         while (width := s.bisection.next_width()) is not None:
-            row = self.measured.get(s.at(width).key)
+            row = self.measured.get(s.probe(width).key)
             if row is None or PPL_WORD not in row:
                 return width
             s.bisection.record(width, float(row[PPL_WORD]) / s.baseline_ppl)
@@ -89,7 +95,7 @@ class WidthSearcher(Searcher):
             width = self._next(i)
             if width is not None:
                 self.pending[trial_id] = (i, width)
-                return {"trial": s.at(width).to_dict()}
+                return {"trial": s.probe(width).to_dict()}
         return Searcher.FINISHED if not self.pending else None  # None: wait for a probe in flight
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
