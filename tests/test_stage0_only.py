@@ -93,6 +93,42 @@ def test_width_search_probes_are_keyed_as_the_full_trial(tiny_model_dir):
     assert search.probe(64).key == pruned_at(replace(grid, stage0_only=()), base, "pon", 64).key
 
 
+def test_widths_auto_runs_every_control_seed_at_the_widths_found_and_marks_them(tiny_model_dir, tmp_path):
+    """find_widths with a stage-0 curve given in code (its probes' ppl: baseline x native / width, in the
+    ledger as the sweep's probes would be): random's widths run with every --control-seeds seed (seed 0
+    placed them), all stage 0 only; the probes are keyed as full, first-seed trials."""
+    from glu_ray.sweep.width_search import WidthSearch
+    from glu_ray.sweep.width_searcher import WidthSearcher, find_widths
+    from glu_ray.trials.config import TrialConfig
+    from glu_ray.trials.ledger import REFERENCE, SEARCH, Event
+
+    grid = replace(tiny_grid(tiny_model_dir, control_seeds=3, stage0_only=("random",)), metrics=("maw", "random"),
+                   widths=WidthSearch(targets=(1.5, 3.0), max_steps=4))
+    [base], none = build_trials(grid)
+    assert none == []  # --widths auto: the pruned trials are known once the search has run
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append(Event(base.key, REFERENCE, 0, "completed", {PPL_WORD: 10.0}))
+
+    def run_probes(searcher: WidthSearcher, max_trials: int) -> None:
+        n = 0
+        while (config := searcher.suggest(f"t{n}")) != WidthSearcher.FINISHED:
+            cfg = TrialConfig.from_dict(config["trial"])
+            ppl = 10.0 * cfg.width.intermediate / cfg.width.width
+            ledger.append(Event(cfg.key, SEARCH, 0, "completed", {PPL_WORD: ppl}))
+            searcher.on_trial_complete(f"t{n}", {PPL_WORD: ppl})
+            n += 1
+
+    pruned, settled, _ = find_widths(grid, [base], ledger, run_probes, verbose=0)
+    assert settled
+    widths = sorted({c.width.width for c in pruned if c.metric == "maw"})
+    assert len(widths) == 2 and all(not c.eval.stage0_only for c in pruned if c.metric == "maw")
+    random = [c for c in pruned if c.metric == "random"]
+    assert sorted((c.width.width, c.seed) for c in random) == [(w, s) for w in widths for s in range(3)]
+    assert all(c.eval.stage0_only and c.width_choice is not None for c in random)
+    probes = [e.key for e in ledger.events() if e.kind == SEARCH]
+    assert probes and not any("|stage0" in k or "|seed=" in k for k in probes)
+
+
 @pytest.mark.slow
 def test_a_sweep_runs_them_to_stage_0_and_the_rest_in_full(tmp_path, ray_cluster):
     """Tiny model x {maw full, pon stage 0 only} x 50% + baseline: ledger, MLflow, report; a rerun runs nothing."""

@@ -106,7 +106,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
         baselines.append(_trial(grid, spec, evals[spec], info, None, native))
         pruned += [_trial(grid, spec, evals[spec], info, m, w, seed) for m in grid.metrics
                    for w in sorted(widths, key=lambda w: w.width, reverse=True) if w.width < info.intermediate
-                   for seed in _seeds(grid, m)]
+                   for seed in seeds_for(grid, m)]
     return baselines, pruned
 
 
@@ -157,7 +157,7 @@ def _eval_for(grid: SweepGrid, spec: ModelSpec) -> EvalSpec:
                    tasks_dir=_absolute(grid.eval.tasks_dir))
 
 
-def _seeds(grid: SweepGrid, metric: str) -> range:
+def seeds_for(grid: SweepGrid, metric: str) -> range:
     """The seeds a metric runs with: the random control's replicates, one for every other metric
     (their rankings are deterministic)."""
     return range(grid.seed, grid.seed + (grid.control_seeds if metric == CONTROL_METRIC else 1))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from ray.tune.search import Searcher
 
 from glu_ray.pruning.widths import Width
-from glu_ray.sweep.grid import SweepGrid, pruned_at
+from glu_ray.sweep.grid import SweepGrid, pruned_at, seeds_for
 from glu_ray.sweep.plan import _finite
 from glu_ray.sweep.width_search import Bisection, Found, WidthSearch
 from glu_ray.trials.config import TrialConfig, WidthChoice
@@ -132,7 +132,9 @@ def find_widths(grid: SweepGrid, baselines: Sequence[TrialConfig], ledger: Ledge
     if not searcher.done:
         run_probes(searcher, sum(len(s.bisection.targets) * s.bisection.max_steps + 1 for s in searcher.searches))
         searcher = replayed()
-    return _chosen(searcher.searches, ledger, verbose), searcher.done, [_record(s) for s in searcher.searches]
+    # The random control runs at each width found with every --control-seeds seed (placed by the first's curve).
+    pruned = [replace(c, seed=seed) for c in _chosen(searcher.searches, ledger, verbose) for seed in seeds_for(grid, c.metric)]
+    return pruned, searcher.done, [_record(s) for s in searcher.searches]
 
 
 def _chosen(searches: Sequence[Search], ledger: Ledger, verbose: int) -> list[TrialConfig]:
