@@ -137,6 +137,7 @@ def test_a_sweep_runs_them_to_stage_0_and_the_rest_in_full(tmp_path, ray_cluster
     from analysis import analyse, from_sweep
     from glu_ray.cli.sweep import write_sweep_report
     from glu_ray.sweep.driver import SweepOptions, run_sweep
+    from glu_ray.sweep.results import results_table
 
     grid = replace(tiny_sweep_grid(tmp_path), stage0_only=("pon",))
     grid = replace(grid, eval=replace(grid.eval, tasks=("tiny_mc",)))  # one lm-eval stage is enough here
@@ -161,6 +162,9 @@ def test_a_sweep_runs_them_to_stage_0_and_the_rest_in_full(tmp_path, ray_cluster
     assert PPL_WORD in runs["pon"].data.metrics and bench not in runs["pon"].data.metrics
     assert bench in runs["maw"].data.metrics
 
+    table = results_table(result.trials, result.rows)  # what the sweep prints and publishes
+    assert dict(zip(table["trial"], table["stages"])) == {c.name: "all" if c.metric != "pon" else "0 only"
+                                                           for c in result.trials}
     frame = from_sweep(result.trials, result.rows)
     pon = frame[frame["method"] == "pon"]
     assert list(pon["benchmark"]) == ["ppl"] and (pon["status"] == "completed").all()  # no floored benchmark rows
