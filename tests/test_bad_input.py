@@ -115,6 +115,8 @@ CASES = {
     "sweep/unknown preset": ("full_grid", ["--preset", "nope"], ARGPARSE),
     "sweep/missing model": ("full_grid", ["--models", "{root}/nope", "--suite", "tiny", "--pruning-pcts", "50", "--storage", "{root}/runs"], "not a model"),
     "sweep/unknown metric": _sweep("--metrics", "foo") + ("unknown importance metric",),
+    "sweep/stage0-only not a grid metric": _sweep("--stage0-only", "vow") + ("--stage0-only 'vow' is not a metric of this grid",),
+    "sweep/stage0-only baseline": _sweep("--stage0-only", "baseline") + ("the baseline always runs in full",),
     "sweep/unknown suite": ("full_grid", ["--models", "{model}", "--suite", "nope", "--pruning-pcts", "50", "--storage", "{root}/runs"], "unknown suite"),
     "sweep/unknown task": _sweep("--tasks", "nope") + ("unknown task",),
     "sweep/threshold below 1": _sweep("--threshold", "0.5") + ("threshold",),

@@ -59,6 +59,8 @@ class Preset:
     budget: Budget | None = None  # the time it promises (e.g. `make demo`'s ~10 minutes on 2 CPUs)
     widths: WidthSearch | None = None  # --widths auto by default: search these stage-0 ratios (see width_search.py)
     power: ItemsByPower | None = None  # --items-by-power by default (an explicit --limit turns it off)
+    # --stage0-only by default: these metrics' pruned trials run stage 0 alone (those of them in the grid's metrics)
+    stage0_only: tuple[str, ...] = ()
 
 
 def tiny_models(storage: Path) -> tuple[ModelSpec, ...]:
@@ -111,6 +113,9 @@ def build_parser(presets: dict[str, Preset], description: str) -> argparse.Argum
                    "print what it would have stopped and the trial-seconds saved; runs nothing")
     p.add_argument("--control-seeds", type=int, help="run random pruning (the control) at every width with this "
                    "many seeds (default: the preset's, else 1); the report averages them")
+    p.add_argument("--stage0-only", type=_names, metavar="METRIC,...", help="these metrics' pruned trials run stage 0 "
+                   "alone (prune, fast perplexity, early stop) and complete without benchmarks; the baseline and the "
+                   "other metrics run in full (default: the preset's; '' for none)")
     p.add_argument("--dtype", help="torch dtype trials load the model in: auto (default: bf16 on CUDA where "
                    "supported; on a CPU the faster of bf16 and fp32, measured once per machine), float32, bfloat16")
     heal = p.add_argument_group("healing after pruning (glu_ray.recovery)")
@@ -173,7 +178,16 @@ def grid_from_args(args: argparse.Namespace, preset: Preset) -> SweepGrid:
                      bias_compensation=args.bias_compensation,
                      efficiency=_efficiency(args, preset),
                      recovery=recovery_from_args(args, preset, storage), widths=widths,
-                     power=power_from_args(args, preset))
+                     power=power_from_args(args, preset),
+                     stage0_only=_stage0_only(args, preset, args.metrics or preset.metrics))
+
+
+def _stage0_only(args: argparse.Namespace, preset: Preset, metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The flag as given (the grid checks each name); a preset's default only for the metrics run,
+    so --metrics may leave some of them out."""
+    if args.stage0_only is not None:
+        return args.stage0_only
+    return tuple(m for m in preset.stage0_only if m in metrics)
 
 
 def _widths(args: argparse.Namespace, preset: Preset) -> tuple[tuple[TargetWidth, ...], WidthSearch | None]:

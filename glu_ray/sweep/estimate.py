@@ -61,7 +61,9 @@ def trial_costs(trials: Sequence[TrialConfig], share_of: Callable[[TrialConfig],
                                                  name=cfg.name, model=cfg.model_name, width=cfg.width.intermediate,
                                                  benchmarks=tasks, baseline=True)
         root = replace(roots[cfg.model], gpu_fraction=share_of(cfg))
-        out[cfg.key] = root if cfg.is_baseline else root.pruned(cfg.name, cfg.width.width)
+        cost = root if cfg.is_baseline else root.pruned(cfg.name, cfg.width.width)
+        # --stage0-only: no benchmark, so the cost model prices it as a trial stopped after stage 0.
+        out[cfg.key] = replace(cost, benchmarks=()) if cfg.eval.stage0_only else cost
     return out
 
 
@@ -80,8 +82,10 @@ def modelled_times(costs: dict[str, TrialCost], profile: CostProfile | None = No
 
 
 def stopped_trials(pruned: Sequence[TrialConfig], fraction: float) -> set[str]:
-    """The most-pruned ``fraction`` of each model's pruned trials (ties: grid order)."""
+    """The most-pruned ``fraction`` of each model's fully evaluated pruned trials (ties: grid order);
+    a --stage0-only trial ends after stage 0 whether it stops or not."""
     out: set[str] = set()
+    pruned = [c for c in pruned if not c.eval.stage0_only]
     for model in dict.fromkeys(c.model for c in pruned):
         mine = sorted((c for c in pruned if c.model == model), key=lambda c: c.width.width)
         out |= {c.key for c in mine[:round(fraction * len(mine))]}
@@ -111,6 +115,8 @@ def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpus
     share_of = lambda c: opts.gpu_fraction or gpu_fraction(c.num_params, mem)  # noqa: E731 - as the sweep packs
     costs = trial_costs(baselines + pruned, share_of)
     profile = load_profile()
+    if short := sum(c.eval.stage0_only for c in pruned):
+        print(f"--stage0-only {','.join(grid.stage0_only)}: {short} of {len(pruned)} pruned trials priced at stage 0 alone")
     print(estimate_sweep(list(costs.values()), profile, stopped_fraction=stopped_fraction).table())
     if gpus:
         print(makespan_text(baselines, pruned, grid, modelled_times(costs, profile),

@@ -25,6 +25,7 @@ from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.trials.stop_rule import CONTROL_METRIC, StopRule
 from glu_ray.sweep.items import ItemsByPower
 from glu_ray.sweep.width_search import WidthSearch
+from glu_ray.vocab import BASELINE, method_name
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class SweepGrid:
     recovery: RecoverySpec | None = None  # heal every pruned trial (baselines have nothing to heal)
     widths: WidthSearch | None = None  # --widths auto: widths found from stage 0 (targets then unused)
     power: ItemsByPower | None = None  # --items-by-power: per-task limits from a pilot of each baseline
+    # --stage0-only: these metrics' pruned trials run stage 0 alone (ranking, pruning, the fast
+    # perplexity, the stop rule) and complete there; every other trial, baselines always, runs in full.
+    stage0_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
     if grid.control_seeds < 1:
         raise GluRayError(f"control seeds must be at least 1 (got {grid.control_seeds})")
     _check_calibration(grid)
+    _check_stage0_only(grid)
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
     for ev in evals.values():
         ev.load_suite()  # checked (and cached) before any model config is read
@@ -101,7 +106,7 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
         baselines.append(_trial(grid, spec, evals[spec], info, None, native))
         pruned += [_trial(grid, spec, evals[spec], info, m, w, seed) for m in grid.metrics
                    for w in sorted(widths, key=lambda w: w.width, reverse=True) if w.width < info.intermediate
-                   for seed in _seeds(grid, m)]
+                   for seed in seeds_for(grid, m)]
     return baselines, pruned
 
 
@@ -113,6 +118,19 @@ def _check_calibration(grid: SweepGrid) -> None:
         raise GluRayError(f"{why}: it needs calibration text (--calibration wikitext or --calibration FILE)")
     if grid.calibration is not None and (data_driven or grid.bias_compensation):
         calibration_documents(grid.calibration)  # offline wikitext, an empty file: fail here
+
+
+def _check_stage0_only(grid: SweepGrid) -> None:
+    """A stage-0-only name is one of the grid's metrics (as named, or as its method, ``flap+bc``)."""
+    names = set(grid.metrics) | {method_name(m, grid.bias_compensation) for m in grid.metrics}
+    for name in grid.stage0_only:
+        if name not in names:
+            why = "the baseline always runs in full" if name == BASELINE else f"the grid's metrics are {', '.join(grid.metrics)}"
+            raise GluRayError(f"--stage0-only {name!r} is not a metric of this grid ({why})")
+
+
+def _stage0_only(grid: SweepGrid, metric: str | None) -> bool:
+    return metric is not None and bool({metric, method_name(metric, grid.bias_compensation)} & set(grid.stage0_only))
 
 
 def _check_disjoint(recovery: RecoverySpec | None, ev: EvalSpec) -> None:
@@ -139,7 +157,7 @@ def _eval_for(grid: SweepGrid, spec: ModelSpec) -> EvalSpec:
                    tasks_dir=_absolute(grid.eval.tasks_dir))
 
 
-def _seeds(grid: SweepGrid, metric: str) -> range:
+def seeds_for(grid: SweepGrid, metric: str) -> range:
     """The seeds a metric runs with: the random control's replicates, one for every other metric
     (their rankings are deterministic)."""
     return range(grid.seed, grid.seed + (grid.control_seeds if metric == CONTROL_METRIC else 1))
@@ -163,7 +181,7 @@ def _trial(grid: SweepGrid, spec: ModelSpec, ev: EvalSpec, info: ModelInfo, metr
         efficiency=grid.efficiency,
         recovery=None if metric is None else grid.recovery,
     )
-    return _with_calibration(grid, cfg)
+    return _with_stages(grid, _with_calibration(grid, cfg))
 
 
 def pruned_at(grid: SweepGrid, baseline: TrialConfig, metric: str, width: int) -> TrialConfig:
@@ -172,7 +190,7 @@ def pruned_at(grid: SweepGrid, baseline: TrialConfig, metric: str, width: int) -
     native = baseline.width
     cfg = replace(baseline, metric=metric, width=Width(width, native.intermediate, native.hidden),
                   recovery=grid.recovery)
-    return _with_calibration(grid, cfg)
+    return _with_stages(grid, _with_calibration(grid, cfg))
 
 
 def _with_calibration(grid: SweepGrid, cfg: TrialConfig) -> TrialConfig:
@@ -180,6 +198,11 @@ def _with_calibration(grid: SweepGrid, cfg: TrialConfig) -> TrialConfig:
         # Only trials that read calibration carry it: a static metric's ranking (and key) stays as it was.
         cfg = replace(cfg, calibration=grid.calibration, bias_compensation=grid.bias_compensation)
     return cfg
+
+
+def _with_stages(grid: SweepGrid, cfg: TrialConfig) -> TrialConfig:
+    """A --stage0-only metric's trial says so in its EvalSpec (and so in its key)."""
+    return replace(cfg, eval=replace(cfg.eval, stage0_only=True)) if _stage0_only(grid, cfg.metric) else cfg
 
 
 # Without a GPU in sight (a CPU-only driver, --estimate on a laptop): an 80 GB GPU, the common

@@ -65,13 +65,14 @@ def expected_seconds(trials: Sequence[TrialConfig], modelled: Mapping[str, float
                      rows: Mapping[str, dict] | None = None) -> dict[str, float]:
     """Trial key -> expected seconds: the cost model's, times what the ledger measured.
 
-    ``rows`` (the ledger's, on a CPU): each model's completed trials give measured/modelled; its
+    ``rows`` (the ledger's, on a CPU): each model's completed full trials give measured/modelled; its
     median scales that model's other trials (the model's shape, the clock of this machine); a
     model with none measured takes the median over all. Without rows: the model's seconds."""
     ratios: dict[str, list[float]] = {}
     for cfg in trials:
         row = (rows or {}).get(cfg.key, {})
-        done = TrialStatus(row.get(STATUS, TrialStatus.PENDING)) is TrialStatus.COMPLETED
+        # Only full trials: a --stage0-only one's stage 0 says little of how this clock runs lm-eval.
+        done = TrialStatus(row.get(STATUS, TrialStatus.PENDING)) is TrialStatus.COMPLETED and not cfg.eval.stage0_only
         if done and modelled.get(cfg.key) and TRIAL_SECONDS in row:
             ratios.setdefault(cfg.model, []).append(float(row[TRIAL_SECONDS]) / modelled[cfg.key])
     overall = statistics.median([r for rs in ratios.values() for r in rs]) if ratios else 1.0

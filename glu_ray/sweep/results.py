@@ -12,6 +12,7 @@ def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
     """Trials in grid order; a trial with no ledger row yet is PENDING."""
     records = []
     healing = any(c.recovery is not None for c in trials)
+    short = any(c.eval.stage0_only for c in trials)  # --stage0-only: say why those rows have no scores
     for cfg in trials:
         row = rows.get(cfg.key, {})
         rec = {
@@ -22,6 +23,7 @@ def results_table(trials, rows: dict[str, dict]) -> pd.DataFrame:
             "pruned_%": round(cfg.width.pruning_pct, 1),
             "ppl": row.get(PPL_WORD),
             "ppl_x": row.get(PPL_RATIO),
+            **({"stages": "0 only" if cfg.eval.stage0_only else "all"} if short else {}),
         }
         for b in cfg.eval.load_suite().benchmarks:  # cached: one load per EvalSpec
             rec[f"{b.name}/{b.metric}"] = row.get(b.key)

@@ -2,7 +2,8 @@
 
 Stage 0 is the fast perplexity; a pruned model the sweep's StopRule (stop_rule.py) calls
 catastrophic is stopped there (status ``stopped: catastrophic``). Stage 1 runs the suite's cheap
-tasks, stage 2 the rest. A trial with ``recovery`` then heals the pruned model and runs the
+tasks, stage 2 the rest; a trial of a ``--stage0-only`` metric (EvalSpec.stage0_only) completes
+after stage 0 instead. A trial with ``recovery`` then heals the pruned model and runs the
 same stages on it (glu_ray.sweep.healing). With ``--measure-efficiency`` a completed trial then
 measures what its (healed) model costs to run (glu_ray.efficiency), one stage more. Every report
 carries the trial's identity.
@@ -140,7 +141,7 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
     if early_stop and cfg.stop.decide(ppl.word_perplexity, cfg.baseline_ppl, cfg.control_ppl).stop:  # a baseline: non-finite only
         yield 0, stage0, TrialStatus.STOPPED
         return
-    stages = [s for s in STAGES if suite.stage(s)]
+    stages = [] if cfg.eval.stage0_only else [s for s in STAGES if suite.stage(s)]  # --stage0-only: none
     yield 0, stage0, TrialStatus.RUNNING if stages else TrialStatus.COMPLETED
     for i, stage in enumerate(stages, start=1):
         result = _with_oom_retry(lambda bs: run_suite(model, tok, suite, stage=stage, limit=cfg.eval.limit,

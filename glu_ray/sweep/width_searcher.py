@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from ray.tune.search import Searcher
 
 from glu_ray.pruning.widths import Width
-from glu_ray.sweep.grid import SweepGrid, pruned_at
+from glu_ray.sweep.grid import SweepGrid, pruned_at, seeds_for
 from glu_ray.sweep.plan import _finite
 from glu_ray.sweep.width_search import Bisection, Found, WidthSearch
 from glu_ray.trials.config import TrialConfig, WidthChoice
@@ -40,6 +40,12 @@ class Search:
     def at(self, width: int) -> TrialConfig:
         w = self.template.width
         return replace(self.template, width=Width(width, w.intermediate, w.hidden))
+
+    def probe(self, width: int) -> TrialConfig:
+        """The stage-0 probe at ``width``: keyed as the full trial there, whatever stages the trial
+        itself runs (--stage0-only), since stage 0 is the same; so a probe serves both settings."""
+        cfg = self.at(width)
+        return replace(cfg, eval=replace(cfg.eval, stage0_only=False))
 
 
 def searches_for(templates: Sequence[TrialConfig], spec: WidthSearch) -> list[Search]:
@@ -75,7 +81,7 @@ class WidthSearcher(Searcher):
         """Search i's next probe not yet measured, feeding it the ledger's measurements on the way."""
         s = self.searches[i]
         while (width := s.bisection.next_width()) is not None:
-            row = self.measured.get(s.at(width).key)
+            row = self.measured.get(s.probe(width).key)
             if row is None or PPL_WORD not in row:
                 return width
             s.bisection.record(width, float(row[PPL_WORD]) / s.baseline_ppl)
@@ -89,7 +95,7 @@ class WidthSearcher(Searcher):
             width = self._next(i)
             if width is not None:
                 self.pending[trial_id] = (i, width)
-                return {"trial": s.at(width).to_dict()}
+                return {"trial": s.probe(width).to_dict()}
         return Searcher.FINISHED if not self.pending else None  # None: wait for a probe in flight
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -126,7 +132,9 @@ def find_widths(grid: SweepGrid, baselines: Sequence[TrialConfig], ledger: Ledge
     if not searcher.done:
         run_probes(searcher, sum(len(s.bisection.targets) * s.bisection.max_steps + 1 for s in searcher.searches))
         searcher = replayed()
-    return _chosen(searcher.searches, ledger, verbose), searcher.done, [_record(s) for s in searcher.searches]
+    # The random control runs at each width found with every --control-seeds seed (placed by the first's curve).
+    pruned = [replace(c, seed=seed) for c in _chosen(searcher.searches, ledger, verbose) for seed in seeds_for(grid, c.metric)]
+    return pruned, searcher.done, [_record(s) for s in searcher.searches]
 
 
 def _chosen(searches: Sequence[Search], ledger: Ledger, verbose: int) -> list[TrialConfig]:

@@ -139,6 +139,8 @@ def trial_params(cfg: TrialConfig) -> dict[str, str]:
         "intermediate_size": cfg.width.intermediate, "num_params": cfg.num_params, "variant": cfg.variant,
         "suite": cfg.eval.suite, "tasks": ",".join(cfg.eval.tasks or ()) or "all", "limit": cfg.eval.limit,
         "max_gen_toks": cfg.eval.max_gen_toks, **{f"limit/{name}": n for name, n in cfg.eval.limits},
+        # Why a completed trial has no benchmark scores: its metric was --stage0-only.
+        "stages": "stage 0 only (--stage0-only)" if cfg.eval.stage0_only else "all",
         "batch_size": cfg.eval.batch_size, "max_length": cfg.eval.max_length, "early_stop": cfg.stop.describe(),
         "baseline_ppl": cfg.baseline_ppl, "control_ppl": cfg.control_ppl, "dtype": cfg.dtype or AUTO, "seed": cfg.seed, "lm_eval_version": lm_eval.__version__,
         "ppl_text": Path(cfg.eval.ppl_text).name if cfg.eval.ppl_text else "wikitext-2", **suite_params(cfg),

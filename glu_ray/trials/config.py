@@ -48,6 +48,9 @@ class EvalSpec:
     ppl_text: str | None = None  # stage-0 text: None -> lm-eval's wikitext; or a local file
     ppl_max_docs: int | None = None  # cap on stage-0 documents (a cheap stage stays cheap)
     max_gen_toks: int | None = None  # cap on new tokens of generating tasks (None: the suite's, else each task's)
+    # Stage 0 alone, then completed: no lm-eval stage (--stage0-only: a cheap metric's perplexity curve
+    # where the budget has no room for its benchmarks). The early-stop rule still applies.
+    stage0_only: bool = False
 
     def load_suite(self) -> Suite:
         """The suite this spec names, with its task subset: loaded (and checked) once per spec."""
@@ -112,11 +115,13 @@ class TrialConfig:
     def key(self) -> str:
         """Stable identity across reruns: what resume and tracking match on. A trial that uses
         calibration carries its fingerprint: other calibration data is another trial. A healed trial
-        is another trial than the same pruning without healing (it reports more)."""
+        is another trial than the same pruning without healing (it reports more), and so is a full
+        trial than the same pruning evaluated at stage 0 only (--stage0-only)."""
         calib = f"|calib={self.calibration.fingerprint}" if self.calibration is not None else ""
         heal = f"|{self.recovery.method}:{self.recovery.tokens}" if self.recovery else ""
         seed = f"|seed={self.seed}" if self.seed else ""  # seed 0 keeps the keys ledgers already hold
-        return f"{self.model}|{self.method}|{self.width.width}{calib}{heal}{seed}"
+        stages = "|stage0" if self.eval.stage0_only else ""
+        return f"{self.model}|{self.method}|{self.width.width}{calib}{heal}{seed}{stages}"
 
     @property
     def name(self) -> str:
