@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import subprocess
 import sys
 from collections import Counter
@@ -51,10 +52,12 @@ def killed_and_rerun(tmp_path_factory):
     cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", str(model), "--suite", "tiny",
            "--metrics", "maw", "--pruning-pcts", PCTS, "--tasks", "tiny_mc", "--limit", "4", "--batch-size", "4",
            "--ppl-text", str(text), "--threshold", "1e6", "--storage", str(storage), "--experiment", "killed"]
-    # Ray's session folders (logs, sockets) under the test's own folder, so they can be read. Ray
-    # adds "ray/session_<date>_<pid>/sockets/plasma_store" (~70 characters) to this: under
-    # pytest's /tmp/pytest-of-<user>/pytest-<n>/ it stays within a Unix socket path's 107 bytes.
-    ray_tmp = storage / "rt"
+    # Ray's session folders (logs, sockets) in a folder of the test's own, so they can be read. Ray
+    # adds "ray/session_<date>_<pid>/sockets/plasma_store" (~70 characters) and a Unix socket path
+    # holds 107 bytes: pytest's /tmp/pytest-of-<user>/pytest-<n>/... outgrew that once n had four
+    # digits (the first attempt died on "AF_UNIX path length cannot exceed 107 bytes"), so a short
+    # folder under /tmp, removed after the module's tests.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     env = offline_env(RAY_TMPDIR=str(ray_tmp), **SECRETS)
     ledger = storage / "killed" / "ledger.jsonl"
 
@@ -81,8 +84,9 @@ def killed_and_rerun(tmp_path_factory):
         kill_tree(second)  # a timed-out rerun leaves no Ray processes behind
     (storage / "second.out").write_text(second.stdout_text)
     (storage / "second.err").write_text(second.stderr_text)
-    return dict(storage=storage, ray_tmp=ray_tmp, ledger=ledger, at_kill=at_kill, done_at_kill=done_at_kill, rerun=second,
-                trace=trace if prefix else None, uri=f"sqlite:///{storage / 'killed' / 'mlflow.db'}")
+    yield dict(storage=storage, ray_tmp=ray_tmp, ledger=ledger, at_kill=at_kill, done_at_kill=done_at_kill, rerun=second,
+               trace=trace if prefix else None, uri=f"sqlite:///{storage / 'killed' / 'mlflow.db'}")
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_rerun_completes_every_trial(killed_and_rerun):

@@ -56,7 +56,12 @@ def stopped_and_rerun(hub, tmp_path_factory):
            if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}  # a fresh local Ray, as a user's
     cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", f"{CACHED},{UNCACHED}",
            "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
-           "--batch-size", "4", "--threshold", "1e6", "--storage", str(root / "runs"), "--experiment", EXPERIMENT]
+           "--batch-size", "4", "--threshold", "1e6", "--storage", str(root / "runs"), "--experiment", EXPERIMENT,
+           # One trial at a time: a trial that asks the hub and finds it up, then loses it while loading,
+           # waits out huggingface_hub's retries (~23 s a file, minutes for a model's optional-file probes)
+           # before it falls back to the cache. That is what a user meets if the hub dies mid-load; here it
+           # made the test take 1-4 minutes depending on which model's trial started first.
+           "--max-concurrent", "1"]
     exit_on = rf"^/{UNCACHED}/resolve/[^/]+/(?!config\.json$)"
     server = _serve(folder, port, "--exit-on", exit_on)
     try:
