@@ -33,6 +33,25 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_m
 SLOW_AFTER_STAGE0_S = 120  # a trial on a node listed in the slow file waits here: killed mid-trial
 
 
+def netns_problem() -> str | None:
+    """Why a loopback-only network namespace cannot be made here, or None."""
+    import shutil
+
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        return "needs unshare and ip (util-linux, iproute2)"
+    probe = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"cannot make a network namespace ({probe.stderr.strip()[:200]})"
+
+
+def launch(out: Path, model: Path, text: Path, env: dict[str, str]) -> subprocess.Popen:
+    """This script in a network namespace of its own with only ``lo``, in the background (its own
+    process group); it writes ``<out>/scenarios.json``, and its output goes to ``<out>/kit.out|err``."""
+    cmd = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+           sys.executable, str(Path(__file__).resolve()), str(out), str(model), str(text)]
+    return subprocess.Popen(cmd, env=env, stdout=open(out / "kit.out", "w"), stderr=open(out / "kit.err", "w"),
+                            start_new_session=True)
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, **FAST_HEALTH, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "PYTHONPATH": str(REPO)}
 

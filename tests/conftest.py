@@ -209,3 +209,33 @@ def hub(tmp_path_factory):
     yield Hub(endpoint, tmp_path_factory.mktemp("hf-home"))
     if started:
         serve.down(HUB_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_kit(request, tmp_path_factory):
+    """tests/clusterkit.py (two real Ray nodes, test_cluster.py's scenarios), started in the background
+    when the session starts, where test_cluster.py is selected: its ~2 minutes are mostly Ray's
+    start-up and health checks, so they overlap the tests before it. (process, folder), a reason it
+    cannot run here (the module skips with it), or None when not selected."""
+    if not any(item.nodeid.startswith("tests/test_cluster.py") for item in request.session.items):
+        yield None
+        return
+    import clusterkit
+    from faultkit import offline_env, tiny_model
+
+    if why := clusterkit.netns_problem():
+        yield why
+        return
+    model, text = tiny_model(tmp_path_factory.getbasetemp())
+    out = tmp_path_factory.mktemp("cluster")
+    proc = clusterkit.launch(out, model, text, offline_env())
+    yield proc, out
+    if proc.poll() is None:  # the session ended first (-x, Ctrl-C): SIGINT lets the kit stop its nodes
+        import signal
+        import subprocess
+
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

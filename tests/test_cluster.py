@@ -1,49 +1,44 @@
 """The sweep on two real Ray nodes of this machine, loopback only (tests/clusterkit.py runs them).
 
-One run of the kit per module (~3 min on a quiet 2-CPU machine): the sweep script joining through
-RAY_ADDRESS, trials on both nodes, fractional packing, a worker node killed mid-trial with and without a retry, and a node that cannot see the
-storage. The kit runs in a network namespace of its own that has only ``lo`` (``unshare --net``:
-root, as here and in CI), so a second node can join without Ray advertising any other address.
+One run of the kit per session (~2 min on a quiet 2-CPU machine, mostly Ray's start-up and health
+checks): the sweep script joining through RAY_ADDRESS, trials on both nodes, fractional packing, a
+worker node killed mid-trial with and without a retry, and a node that cannot see the storage. The
+kit runs in a network namespace of its own that has only ``lo`` (``unshare --net``: root, as here
+and in CI), so a second node can join without Ray advertising any other address. conftest.py starts
+it in the background when the session starts, so that waiting overlaps the tests before this module.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from faultkit import assert_mlflow_matches_ledger, offline_env, tiny_model, trial_runs
+from faultkit import assert_mlflow_matches_ledger, trial_runs
 from glu_ray.trials.ledger import Ledger
 from glu_ray.vocab import NODE_ID, NODE_TAG
 
 pytestmark = pytest.mark.slow
-KIT = Path(__file__).with_name("clusterkit.py")
-
-
-def _netns_ok() -> str | None:
-    """Why a loopback-only network namespace cannot be made here, or None."""
-    if not shutil.which("unshare") or not shutil.which("ip"):
-        return "needs unshare and ip (util-linux, iproute2)"
-    probe = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-    return None if probe.returncode == 0 else f"cannot make a network namespace ({probe.stderr.strip()[:200]})"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    if why := _netns_ok():
-        pytest.skip(f"two-node tests: {why}")
-    model, text = tiny_model(tmp_path_factory.getbasetemp())
-    out = tmp_path_factory.mktemp("cluster")
-    cmd = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-           sys.executable, str(KIT), str(out), str(model), str(text)]
-    run = subprocess.run(cmd, env=offline_env(), capture_output=True, text=True, timeout=900)
+def cluster(cluster_kit):
+    """The kit's scenarios: conftest.cluster_kit started it with the session; this waits for it."""
+    if isinstance(cluster_kit, str):
+        pytest.skip(f"two-node tests: {cluster_kit}")
+    proc, out = cluster_kit
+    try:
+        proc.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     report = out / "scenarios.json"
-    assert run.returncode == 0 and report.is_file(), run.stderr[-4000:]
+    assert proc.returncode == 0 and report.is_file(), (out / "kit.err").read_text()[-4000:]
     return json.loads(report.read_text())
 
 
