@@ -8,8 +8,10 @@ CPU: the process's resident-set high-water mark (``VmHWM`` in /proc/self/status)
 by writing 5 to /proc/self/clear_refs (Linux >= 4.0). That is every byte the process holds in
 RAM (Python, torch, the weights, the measurement's buffers), so the report gives both the peak
 and the peak's rise over the resident set at the start, which is what the measured work added in
-new pages: memory the allocator reuses from earlier work (already resident) does not show in the
-rise, so on CPU it is a lower bound of what the work needed.
+new pages. glibc's free heap pages are handed back first (``malloc_trim``): otherwise a region's
+allocations reuse what earlier work freed but kept resident and barely show (a 16 MiB tensor rose
+the peak by 0 MB after an earlier, larger one had been freed). What the allocator still keeps is
+not in the rise, so on CPU it is a lower bound of what the work needed.
 Without a writable clear_refs the lifetime peak would mostly say how much an earlier stage used,
 so the reading is ``unavailable`` instead.
 """
@@ -47,6 +49,16 @@ def _proc_kib(field: str) -> int:
     return int(match.group(1))
 
 
+def _trim_heap() -> None:
+    """Return glibc's free heap pages to the OS (no-op where the C library is not glibc)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """``with PeakMemory(device) as peak: ...`` then ``peak.reading``."""
 
@@ -62,6 +74,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
         elif self.device.type == "cpu":
+            _trim_heap()
             try:
                 _CLEAR_REFS.write_text("5")  # reset VmHWM to the current resident set
                 self._start = _proc_kib("VmRSS") * 1024
