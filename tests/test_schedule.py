@@ -126,7 +126,10 @@ def test_the_simulation_holds_against_a_real_local_run(finished_tiny_sweep):
     real = {k: ((r.start_time - t0) / 1000, (r.end_time - t0) / 1000) for k, r in runs.items()}
     times = modelled_times(trial_costs(result.trials, lambda c: 1.0))  # what the driver sorted by, on a CPU
     order = longest_first(result.trials, {k: t.full for k, t in times.items()})
-    assert sorted(real, key=lambda k: real[k][0]) == [c.key for c in order]  # Tune kept our order
+    # Tune kept our order: no trial started clearly before one planned ahead of it. Trials that
+    # start together (one per free slot) log their MLflow start a few ms apart in either order.
+    starts = [real[c.key][0] for c in order]
+    assert all(a <= b + 1.0 for i, a in enumerate(starts) for b in starts[i + 1:]), real
     slots = min(os.cpu_count(), opts.max_concurrent or os.cpu_count()) / opts.cpus_per_trial
     jobs = [Job(c.key, real[c.key][1] - real[c.key][0], opts.cpus_per_trial) for c in order]
     sim = simulate([jobs], devices=1, capacity=slots * opts.cpus_per_trial, max_concurrent=opts.max_concurrent)
