@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -211,13 +212,50 @@ def hub(tmp_path_factory):
         serve.down(HUB_DIR)
 
 
+def _selected(request, module: str) -> bool:
+    return any(item.nodeid.startswith(f"tests/{module}") for item in request.session.items)
+
+
+class Background:
+    """Work started in a daemon thread (subprocesses that mostly wait: they overlap the tests run
+    meanwhile); ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self, fn, *args):
+        self._out: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._out["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 (re-raised in the test that reads it)
+            self._out["error"] = e
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out["value"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_stopped_early(request, tmp_path_factory):
+    """test_hub_stopped.py's two sweeps (tests/hubstopkit.py), started when the session starts where
+    that module is selected and the local hub can be built: a Background, else None."""
+    if not _selected(request, "test_hub_stopped.py") or not (SHARED / "assets" / "benchmarks").is_dir():
+        return None
+    import hubstopkit
+
+    return Background(hubstopkit.stop_and_rerun, request.getfixturevalue("hub"), tmp_path_factory.mktemp("hub-stopped"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cluster_kit(request, tmp_path_factory):
     """tests/clusterkit.py (two real Ray nodes, test_cluster.py's scenarios), started in the background
     when the session starts, where test_cluster.py is selected: its ~2 minutes are mostly Ray's
     start-up and health checks, so they overlap the tests before it. (process, folder), a reason it
     cannot run here (the module skips with it), or None when not selected."""
-    if not any(item.nodeid.startswith("tests/test_cluster.py") for item in request.session.items):
+    if not _selected(request, "test_cluster.py"):
         yield None
         return
     import clusterkit

@@ -7,80 +7,25 @@ ends the server process, unanswered, at the first request for a file of the seco
 its config.json. The driver reads only config.json before Ray starts, so that request is the second
 model's first trial loading it. Two hub models: ``glu-ray-test/stories260K``, already in the sweep's
 Hugging Face cache (as after an earlier run), and the same repository under a second id, not cached.
+The two sweeps (tests/hubstopkit.py) start in the background with the session (conftest).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from conftest import HUB_DIR, REPO
-from faultkit import assert_mlflow_matches_ledger, free_port, kill_tree, wait_until
-from glu_ray.trials.ledger import Ledger
+from faultkit import assert_mlflow_matches_ledger
+from hubstopkit import CACHED, UNCACHED, EXPERIMENT
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-CACHED, UNCACHED = "glu-ray-test/stories260K", "glu-ray-test/stories260K-b"
-SERVE = REPO / "tools" / "hub_mirror" / "serve.py"
-EXPERIMENT = "hub-stopped"
-
-
-def _serve(folder: Path, port: int, *extra: str) -> subprocess.Popen:
-    import serve  # tools/hub_mirror, on sys.path through the hub fixture
-
-    log = open(folder / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, str(SERVE), "run", "--dir", str(folder), "--port", str(port), *extra],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_until(lambda: proc.poll() is not None or serve.answers(f"http://127.0.0.1:{port}", timeout=1.0), timeout=90,
-               what="the test's own hub")
-    assert proc.poll() is None, (folder / "server.log").read_text()
-    return proc
 
 
 @pytest.fixture(scope="module")
-def stopped_and_rerun(hub, tmp_path_factory):
-    root = tmp_path_factory.mktemp("hub-stopped")
-    folder = root / "hub"  # the server's config and logs; its repositories: the session's built ones
-    models = folder / "mirrors" / "models" / "glu-ray-test"
-    models.mkdir(parents=True)
-    for repo_id in (CACHED, UNCACHED):  # one built repository under two ids: a second model, no second build
-        (models / repo_id.split("/")[1]).symlink_to(HUB_DIR / "mirrors" / "models" / CACHED)
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in hub.env(endpoint=endpoint, HF_HOME=str(root / "hf-home"), HOME=str(root / "home"),
-                                   PYTHONUNBUFFERED="1").items()
-           if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}  # a fresh local Ray, as a user's
-    cmd = [sys.executable, str(REPO / "sweeps" / "full_grid.py"), "--preset", "tiny", "--models", f"{CACHED},{UNCACHED}",
-           "--suite", "tiny", "--metrics", "maw", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
-           "--batch-size", "4", "--threshold", "1e6", "--storage", str(root / "runs"), "--experiment", EXPERIMENT,
-           # One trial at a time: a trial that asks the hub and finds it up, then loses it while loading,
-           # waits out huggingface_hub's retries (~23 s a file, minutes for a model's optional-file probes)
-           # before it falls back to the cache. That is what a user meets if the hub dies mid-load; here it
-           # made the test take 1-4 minutes depending on which model's trial started first.
-           "--max-concurrent", "1"]
-    exit_on = rf"^/{UNCACHED}/resolve/[^/]+/(?!config\.json$)"
-    server = _serve(folder, port, "--exit-on", exit_on)
-    try:
-        warm = subprocess.run([sys.executable, "-c", f"from huggingface_hub import snapshot_download; "
-                               f"snapshot_download({CACHED!r})"], env=env, capture_output=True, text=True, timeout=120)
-        assert warm.returncode == 0, warm.stderr
-        first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-        server_code = server.wait(timeout=30)  # it stopped at the fault, not before or never
-    finally:
-        kill_tree(server)
-    ledger = Ledger(root / "runs" / EXPERIMENT / "ledger.jsonl")
-    at_stop = ledger.events()
-    server = _serve(folder, port)  # the hub back, on the same endpoint
-    try:
-        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-    finally:
-        kill_tree(server)
-    return dict(first=first, second=second, server_code=server_code, endpoint=endpoint, ledger=ledger, at_stop=at_stop,
-                server_log=(folder / "server.log").read_text(), uri=f"sqlite:///{root / 'runs' / EXPERIMENT / 'mlflow.db'}")
+def stopped_and_rerun(hub, hub_stopped_early):
+    return hub_stopped_early.result()  # hubstopkit.stop_and_rerun, started with the session (conftest)
 
 
 def _ends(events) -> dict[str, tuple[str, str]]:
