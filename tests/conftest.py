@@ -250,6 +250,19 @@ def hub_stopped_early(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def killed_early(request, tmp_path_factory):
+    """test_faults_driver.py's killed sweep and its rerun (tests/killkit.py), started when the session
+    starts where that module is selected: a Background, else None."""
+    if not _selected(request, "test_faults_driver.py"):
+        return None
+    import killkit
+    from faultkit import tiny_model
+
+    model, text = tiny_model(tmp_path_factory.getbasetemp())  # here, not in the thread: one builder at a time
+    return Background(killkit.kill_and_rerun, model, text, tmp_path_factory.mktemp("killed"))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def cluster_kit(request, tmp_path_factory):
     """tests/clusterkit.py (two real Ray nodes, test_cluster.py's scenarios), started in the background
     when the session starts, where test_cluster.py is selected: its ~2 minutes are mostly Ray's
