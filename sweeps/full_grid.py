@@ -1,7 +1,7 @@
 """The study's grid: Llama-3.2 1B/3B, base and Instruct x {MAW, VOW, PON} x 10-60% of MLP neurons.
 
     python sweeps/full_grid.py                      # the full study (GPU; models from the hub)
-    python sweeps/full_grid.py --preset smol        # SmolLM2-135M-Instruct x 5 metrics x 10/30/50%, CPU, ~1 h
+    python sweeps/full_grid.py --preset smol        # SmolLM2-135M-Instruct: 9 metrics, widths found, ~2 h on 2 CPUs
     python sweeps/full_grid.py --preset demo        # what `make demo` runs: 4 trials, ~10 min on 2 CPUs (any kind)
     python sweeps/full_grid.py --preset tiny        # fully offline: tiny models trained in code, 2 CPUs
     python sweeps/full_grid.py --preset tiny --models path/to/a/model/folder
@@ -25,6 +25,8 @@ from glu_ray.trials.stop_rule import StopRule
 from glu_ray.models.tiny import tiny_calibration, tiny_eval_text, tiny_heal_text
 from glu_ray.pruning.calibration import CalibrationSpec
 from glu_ray.recovery.spec import RecoverySpec
+from glu_ray.sweep.items import ItemsByPower
+from glu_ray.sweep.width_search import WidthSearch
 
 STUDY = Preset(
     models=(
@@ -61,13 +63,9 @@ TINY = Preset(
 # measures bf16 against fp32 where the trial runs (bf16 scores 2.4-2.9x the tokens per CPU second of
 # fp32 on CPUs with AMX/AVX512-BF16, word perplexity within 0.03%; an AVX2-only CPU emulates bf16 and
 # auto keeps fp32 there), one torch thread per trial and two trials at once (a second thread per trial
-# mostly waits on a shared box), batch 8. Stage 0 is lm-eval's WikiText-2 test pages from the hub
-# (the first 6, max_length 1024: ~31 CPU-s a trial); --ppl-text FILE scores your own text.
-# --limit 30 (MMLU: per subject) keeps the suite small; generation is capped at 256 new tokens
-# (IFEval's own 1280 would be minutes a prompt on 2 CPUs). README "Early stopping" says why the
-# rule's threshold is 30. ARC-Easy, where a 135M model reads more than on ARC-Challenge, is opt-in
-# (`--suite small`) and not in this suite: the local hub of tests and CI has no ARC-Easy items.
-# `--items-by-power 0.05 --power-budget CPU_S` sizes each task's items from a pilot of the baseline.
+# mostly waits on a shared box), batch 8. Generation is capped at 256 new tokens (IFEval's own 1280
+# would be minutes a prompt on 2 CPUs). ARC-Easy, where a 135M model reads more than on ARC-Challenge,
+# is opt-in (`--suite small`): the local hub of tests and CI has no ARC-Easy items.
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
@@ -76,12 +74,44 @@ def _smol_eval(storage, **kw) -> EvalSpec:
                        "ppl_max_docs": 6, "max_gen_toks": 256, **kw})
 
 
+# `--preset smol`: the study's design on a model this machine runs, sized to ~2 hours on 2 CPUs
+# (bf16 on an AVX512-BF16 EPYC; an fp32-only CPU takes ~2.5x). CPU-seconds (CPU-s) from
+# BENCHMARKS.md "items by power" and "CPU speed"; 2 h x 2 CPUs = 14,400 CPU-s, of which ~10% is Ray,
+# model loads and MLflow:
+# - Widths (--widths auto): each metric's widths whose stage-0 perplexity is 1.5/2/3/5x the
+#   baseline's. MAW and random collapse early (random 10% already costs 7.8x) while ACT costs only
+#   1.8x at 25%, so the search covers 0-50% pruned in at most 6 probes a target (12 neurons of 1,536
+#   at the finest); a probe is a model load, a prune and stage 0 on 2 WikiText-2 pages (~8k
+#   tokens, ~10 CPU-s). 9 metrics x ~18 probes x ~10 CPU-s ~ 1,700 CPU-s, plus one calibration pass
+#   (32 x 256 tokens, ~20 CPU-s) that every data-driven metric shares.
+# - Full evaluation for the baseline, MAW, random with 3 seeds, and ACT, the best data-driven metric
+#   at stage 0 on SmolLM2 (bench/data_metrics_ppl.py: 43.5 at 10% pruned against the baseline's
+#   34.3; MAW 528, FLAP, hybrid and Wanda-SP higher): 1 + 5 x 4 = 21 trials.
+# - Items by power: the baseline's pilot (30 items a task, ~150 CPU-s) sizes each task's items
+#   for a 5-point drop at 2 stderrs within 330 CPU-s a trial; a task at chance keeps 20 items and
+#   is left out of the hierarchy. 21 x (330 + 12) ~ 7,200 CPU-s.
+# - Stage 0 only (its perplexity curve, no benchmarks) for VOW, PON, L2, Wanda-SP, FLAP and
+#   hybrid: their widths are the searched ones, whose stage 0 the search already measured
+#   (24 trials, ~12 CPU-s each where one is rerun).
+# - MMLU and GSM8K-CoT are not in the suite: SmolLM2-135M scored them at chance (MMLU 0.22 at
+#   30 a subject, GSM8K-CoT 0.00: the earlier smol run), and their pilot alone would cost ~1,600
+#   CPU-s (MMLU's 57 subjects x 30 x 0.8, GSM8K 30 x 6.8). WikiText's full pass is stage 0's.
+#   `--tasks` puts them back.
+# - The bias-compensated variants are left to a second command (`--bias-compensation
+#   --stage0-only maw,act,...`, ~1,700 CPU-s more for their search).
+# Total: ~1,700 + 150 + 7,200 + 300 ~ 9,400 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
 SMOL = Preset(
     models=(ModelSpec(SMOLLM2, "instruct_mixed"),),
-    metrics=("maw", "vow", "pon", "l2", "random"),
-    pruning_pcts=(10, 30, 50),
-    eval=_smol_eval,
+    metrics=("maw", "act", "random", "vow", "pon", "l2", "wanda_sp", "flap", "hybrid"),
+    eval=lambda storage: _smol_eval(storage, ppl_max_docs=2, tasks=(
+        "arc_challenge", "piqa", "winogrande", "lambada_openai", "truthfulqa_mc1", "truthfulqa_mc2",
+        "hellaswag", "boolq", "ifeval")),
     experiment="smol",
+    calibration=CalibrationSpec("wikitext", n_sequences=32, seq_len=256),
+    widths=WidthSearch(targets=(1.5, 2.0, 3.0, 5.0), max_steps=6, max_pct=50.0),
+    control_seeds=3,
+    power=ItemsByPower(drop=0.05, budget_s=330.0),
+    stage0_only=("vow", "pon", "l2", "wanda_sp", "flap", "hybrid"),
 )
 
 # `make demo`: the importance metrics side by side on SmolLM2 at one width, early stopping at work
