@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from glu_ray.evaluation.power import (FLOOR, TaskCost, above_chance, detectable_drop, items_needed, plan_items)
+from glu_ray.evaluation.power import (FLOOR, TaskCost, above_chance, detectable_drop, items_needed, lead_items,
+                                      plan_items)
 
 
 def test_items_needed_is_two_proportions_at_z_stderrs():
@@ -61,6 +62,27 @@ def test_a_task_not_above_chance_at_its_items_is_left_out_and_gets_the_floor():
     assert t["ifeval"].items == FLOOR and "not above chance by 2 stderrs" in t["ifeval"].why
     # what the left-out tasks do not spend goes to the rest
     assert t["arc"].items == items_needed(0.6, 0.05) and plan.seconds <= 1500
+
+
+def test_a_task_gets_the_items_its_lead_over_chance_needs_where_the_budget_allows():
+    """SmolLM2's pilot (the smol run, 30 items a task): WinoGrande's small lead is cheap to show;
+    IFEval's costs 2.25 CPU-s an item but fits. Planned by the drop alone, both were left out."""
+    pilot = [TaskCost("piqa", 0.667, 0.5, 0.113, 300), TaskCost("winogrande", 0.567, 0.5, 0.068, 300),
+             TaskCost("lambada", 0.233, 0.0, 0.110, 300), TaskCost("ifeval", 0.1, 0.0, 2.25, 541),
+             TaskCost("hellaswag", 0.1, 0.25, 0.207, 300)]
+    plan = plan_items(pilot, 0.05, budget_s=200)
+    t = {x.name: x for x in plan.tasks}
+    assert plan.left_out == ("hellaswag",) and plan.seconds <= 200 + 2.25
+    assert lead_items(0.567, 0.5) == 219 and t["winogrande"].items == 219 and "lead over chance" in t["winogrande"].why
+    for x in (t["winogrande"], t["ifeval"], t["piqa"]):  # every task kept is above chance at its items
+        assert above_chance(x.score, x.chance, math.sqrt(x.score * (1 - x.score) / x.items))
+    assert lead_items(0.25, 0.25) is None and lead_items(0.26, 0.25) is None  # a lead of MIN_LEAD or less
+    # Leads the budget cannot pay: the costliest goes first; a lead the split cannot show is out at once.
+    tight = plan_items(pilot, 0.05, budget_s=80)  # IFEval's lead: 37 items, 83 CPU-s
+    assert "ifeval" in tight.left_out and "winogrande" not in tight.left_out and tight.seconds <= 80
+    assert "over the budget" in {x.name: x for x in tight.tasks}["ifeval"].why
+    small = plan_items([TaskCost("w", 0.567, 0.5, 0.068, 100)], 0.05)
+    assert small.left_out == ("w",) and "the split has 100" in small.tasks[0].why
 
 
 def test_per_task_limits_reach_lm_eval_through_a_trials_config(tiny_model_dir, monkeypatch):

@@ -8,9 +8,11 @@ n = ceil(2 z^2 p (1 - p) / d^2) items (p = 0.5, d = 0.05, z = 2: 800).
 
 Under a CPU budget every task gets the same detectable drop, the smallest the budget pays for:
 n_i(D) is decreasing in D, so D is found by bisection, each n_i clamped to [floor, its split's
-size]. A task whose baseline would not be above chance by z standard errors at its items is left
-out (the analysis leaves it out of the hierarchy by the same rule, ``above_chance``): it gets the
-floor, and its share of the budget goes to the others.
+size]. A task also gets the items that show its baseline above chance by z standard errors (the
+analysis leaves a task out of the hierarchy by that rule, ``above_chance``): a cheap task with a
+small lead is kept at the items its lead needs. A task whose lead its split cannot show, or whose
+lead costs more than the budget leaves, is left out: it gets the floor, and its share of the budget
+goes to the others.
 """
 
 from __future__ import annotations
@@ -108,41 +110,67 @@ class PowerPlan:
         return "\n".join([head, *("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)])
 
 
+def lead_items(p: float, chance: float, z: float = Z) -> int | None:
+    """Fewest items at which a baseline of ``p`` is above ``chance`` by ``z`` stderrs (``above_chance``);
+    None when no number of items does (a lead of MIN_LEAD or less)."""
+    lead = p - chance
+    if not lead > MIN_LEAD:
+        return None
+    return math.floor(z * z * p * (1 - p) / (lead * lead)) + 1
+
+
 def plan_items(costs: Sequence[TaskCost], drop: float, *, budget_s: float | None = None, z: float = Z,
                floor: int = FLOOR) -> PowerPlan:
-    """Items per task for a drop of ``drop`` at ``z`` stderrs, within ``budget_s`` CPU-seconds."""
+    """Items per task for a drop of ``drop`` at ``z`` stderrs, within ``budget_s`` CPU-seconds.
+
+    Every task kept also gets the items that show its baseline above chance (its lead): a cheap task
+    with a small lead is worth its items; a task whose lead its split cannot show is left out, and
+    where the leads overrun the budget the costliest lead is left out first."""
     sized = [c for c in costs if c.chance is not None]
     out: dict[str, TaskItems] = {c.name: TaskItems(c.name, c.score, None, 0, None, math.nan, 0.0,
                                                    "not a proportion: the sweep's --limit") for c in costs
                                  if c.chance is None}
-    left: dict[str, TaskCost] = {c.name: c for c in sized if c.score <= c.chance}  # at or below chance: no items help
+    leads = {c.name: lead_items(c.score, c.chance, z) for c in sized}
+    left = {c.name: c for c in sized if leads[c.name] is None or leads[c.name] > c.max_items}
     while True:
         live = [c for c in sized if c.name not in left]
-        spare = None if budget_s is None else budget_s - sum(_cost(c, min(floor, c.max_items)) for c in left.values())
-        reached = _reach(live, drop, spare, z, floor)
-        counts = {c.name: _items(c, reached, z, floor) for c in live}
-        newly = [c for c in live if not above_chance(c.score, c.chance, _se(c.score, counts[c.name]), z)]
-        if not newly:
+        spare = None if budget_s is None else budget_s - sum(_cost(c, _floor(c, floor)) for c in left.values())
+        reached = _reach(live, drop, spare, z, floor, leads)
+        counts = {c.name: _items(c, reached, z, floor, leads) for c in live}
+        if spare is None or not live or sum(_cost(c, n) for c, n in zip(live, counts.values())) <= spare:
             break
-        left.update((c.name, c) for c in newly)
+        worst = max(live, key=lambda c: _cost(c, leads[c.name]))  # even the leads overrun the budget
+        left[worst.name] = worst
     for c in live:
         n = _rounded(c, counts[c.name])
-        capped = n >= c.max_items and items_needed(c.score, reached, z) > c.max_items
-        why = f"all {c.max_items} items: fewer than the drop needs" if capped else f"sized for a drop of {reached:.3f}"
+        needed = items_needed(c.score, reached, z)
+        if n >= c.max_items and needed > c.max_items:
+            why = f"all {c.max_items} items: fewer than the drop needs"
+        elif leads[c.name] > max(needed, floor):
+            why = f"{leads[c.name]} items show its lead over chance ({c.score:.3f} vs {c.chance:g})"
+        else:
+            why = f"sized for a drop of {reached:.3f}"
         out[c.name] = _entry(c, n, z, why)
     for c in left.values():
-        n = _rounded(c, min(floor, c.max_items))
+        n = _rounded(c, _floor(c, floor))
+        lead = leads[c.name]
+        how = ("" if lead is None else f"; its lead needs {lead} items, " +
+               (f"the split has {c.max_items}" if lead > c.max_items else f"{_cost(c, lead):.0f} CPU-s: over the budget"))
         out[c.name] = _entry(c, n, z, f"left out: not above chance by {z:g} stderrs ({c.score:.3f} vs {c.chance:g} "
-                             f"at {n} items)", left_out=True)
+                             f"at {n} items{how})", left_out=True)
     return PowerPlan(drop, z, budget_s, reached if live else math.nan, tuple(out[c.name] for c in costs))
+
+
+def _floor(c: TaskCost, floor: int) -> int:
+    return min(floor, c.max_items)
 
 
 def _se(p: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / n)
 
 
-def _items(c: TaskCost, drop: float, z: float, floor: int) -> int:
-    return min(max(items_needed(c.score, drop, z), floor), c.max_items)
+def _items(c: TaskCost, drop: float, z: float, floor: int, leads: dict[str, int | None]) -> int:
+    return min(max(items_needed(c.score, drop, z), floor, leads.get(c.name) or 0), c.max_items)
 
 
 def _rounded(c: TaskCost, n: int) -> int:
@@ -154,9 +182,10 @@ def _cost(c: TaskCost, n: int) -> float:
     return c.seconds_per_item * n
 
 
-def _reach(live: list[TaskCost], drop: float, budget_s: float | None, z: float, floor: int) -> float:
+def _reach(live: list[TaskCost], drop: float, budget_s: float | None, z: float, floor: int,
+           leads: dict[str, int | None]) -> float:
     """The smallest drop >= ``drop`` whose items fit the budget (bisection: items fall as the drop grows)."""
-    total = lambda d: sum(_cost(c, _items(c, d, z, floor)) for c in live)  # noqa: E731
+    total = lambda d: sum(_cost(c, _items(c, d, z, floor, leads)) for c in live)  # noqa: E731
     if budget_s is None or total(drop) <= budget_s:
         return drop
     lo, hi = drop, 1.0
