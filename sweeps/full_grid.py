@@ -100,6 +100,9 @@ def _smol_eval(storage, **kw) -> EvalSpec:
 # - The bias-compensated variants are left to a second command (`--bias-compensation
 #   --stage0-only maw,act,...`, ~1,700 CPU-s more for their search).
 # Total: ~1,700 + 150 + 7,200 + 300 ~ 9,400 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
+# Measured (BENCHMARKS.md "The `smol` preset", this EPYC): 82 min wall; 175 probes at 12.3 CPU-s,
+# 21 full trials at 239-312, 24 stage-0-only at 12; the pilot then left out IFEval and WinoGrande,
+# which the items planner now keeps (each task gets the items its lead over chance needs).
 SMOL = Preset(
     models=(ModelSpec(SMOLLM2, "instruct_mixed"),),
     metrics=("maw", "act", "random", "vow", "pon", "l2", "wanda_sp", "flap", "hybrid"),
