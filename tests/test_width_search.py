@@ -57,6 +57,22 @@ def test_a_noisy_non_monotone_curve_still_terminates_with_every_target_settled()
     assert bis.done and len(bis.found) == 6 and len(probes) <= 6 * 8 + 1
 
 
+def test_targets_within_the_first_few_neurons_are_reached_in_a_few_probes():
+    """The smol run: SmolLM2's MAW doubles the perplexity at 7 of 1,536 neurons pruned. Halving the
+    width from [768, 1536] was still 12 neurons off after 6 probes, and its 1.5x trial landed at
+    4.6x; bisecting the neurons pruned geometrically lands every target within a neuron's step."""
+    step = 0.15  # one neuron pruned multiplies the ratio by e^0.15: 1.5x at ~3 pruned, 5x at ~11
+    fragile = lambda w: math.exp(step * (NATIVE - w))  # noqa: E731
+    bis = Bisection(NATIVE, narrowest=NATIVE // 2, targets=(1.5, 2.0, 3.0, 5.0), max_steps=6)
+    run(bis, fragile)
+    assert [f.reachable for f in bis.found] == [True] * 4 and all(f.steps <= 6 for f in bis.found)
+    for f in bis.found:
+        assert abs(math.log(f.ratio / f.target)) <= step, f
+    # Where the steps can halve the bracket to one neuron, the probes are the plain midpoints.
+    plain = Bisection(NATIVE, narrowest=NATIVE - 64, targets=(2.0,), max_steps=8)
+    assert run(plain, fragile)[:4] == [NATIVE - 64, NATIVE - 32, NATIVE - 16, NATIVE - 8]
+
+
 def test_a_failed_probe_stops_the_search_without_looping():
     bis = Bisection(NATIVE, 50, (2.0,), max_steps=8)
     w = bis.next_width()
