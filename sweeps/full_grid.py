@@ -87,9 +87,11 @@ def _smol_eval(storage, **kw) -> EvalSpec:
 # - Full evaluation for the baseline, MAW, random with 3 seeds, and ACT, the best data-driven metric
 #   at stage 0 on SmolLM2 (bench/data_metrics_ppl.py: 43.5 at 10% pruned against the baseline's
 #   34.3; MAW 528, FLAP, hybrid and Wanda-SP higher): 1 + 5 x 4 = 21 trials.
-# - Items by power: the baseline's pilot (30 items a task, ~150 CPU-s) sizes each task's items
+# - Items by power: the baseline's pilot (100 items a task, ~560 CPU-s) sizes each task's items
 #   for a 5-point drop at 2 stderrs within 330 CPU-s a trial; a task at chance keeps 20 items and
-#   is left out of the hierarchy. 21 x (330 + 12) ~ 7,200 CPU-s.
+#   is left out of the hierarchy. 21 x (330 + 12) ~ 7,200 CPU-s. The pilot reads each split's first
+#   items, and these slices are not shuffled: at 30 items it read HellaSwag 0.10, ARC-C 0.37 and
+#   TruthfulQA MC2 0.61, where 134-150 items gave 0.37, 0.26 and 0.45.
 # - Stage 0 only (its perplexity curve, no benchmarks) for VOW, PON, L2, Wanda-SP, FLAP and
 #   hybrid: their widths are the searched ones, whose stage 0 the search already measured
 #   (24 trials, ~12 CPU-s each where one is rerun).
@@ -99,10 +101,10 @@ def _smol_eval(storage, **kw) -> EvalSpec:
 #   `--tasks` puts them back.
 # - The bias-compensated variants are left to a second command (`--bias-compensation
 #   --stage0-only maw,act,...`, ~1,700 CPU-s more for their search).
-# Total: ~1,700 + 150 + 7,200 + 300 ~ 9,400 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
+# Total: ~1,700 + 560 + 7,200 + 300 ~ 9,800 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
 # Measured (BENCHMARKS.md "The `smol` preset", this EPYC): 82 min wall; 175 probes at 12.3 CPU-s,
-# 21 full trials at 239-312, 24 stage-0-only at 12; the pilot then left out IFEval and WinoGrande,
-# which the items planner now keeps (each task gets the items its lead over chance needs).
+# 21 full trials at 239-312, 24 stage-0-only at 12; its 30-item pilot then left out IFEval (the
+# items planner now gives each task the items its lead over chance needs) and HellaSwag (hence 100).
 SMOL = Preset(
     models=(ModelSpec(SMOLLM2, "instruct_mixed"),),
     metrics=("maw", "act", "random", "vow", "pon", "l2", "wanda_sp", "flap", "hybrid"),
@@ -113,7 +115,7 @@ SMOL = Preset(
     calibration=CalibrationSpec("wikitext", n_sequences=32, seq_len=256),
     widths=WidthSearch(targets=(1.5, 2.0, 3.0, 5.0), max_steps=6, max_pct=50.0),
     control_seeds=3,
-    power=ItemsByPower(drop=0.05, budget_s=330.0),
+    power=ItemsByPower(drop=0.05, budget_s=330.0, pilot_items=100),
     stage0_only=("vow", "pon", "l2", "wanda_sp", "flap", "hybrid"),
 )
 

@@ -52,7 +52,7 @@ def test_smol_preset_is_issue_24s_design_in_the_measured_dtype(presets, tmp_path
     text.write_text("Calibration text for the data-driven metrics.\n\n" * 50)
     grid, _ = _grid(presets, "--preset", "smol", "--calibration", str(text))
     assert grid.widths == WidthSearch(targets=(1.5, 2.0, 3.0, 5.0), max_steps=6, max_pct=50.0) and grid.targets == ()
-    assert grid.control_seeds == 3 and grid.power == ItemsByPower(drop=0.05, budget_s=330.0)
+    assert grid.control_seeds == 3 and grid.power == ItemsByPower(drop=0.05, budget_s=330.0, pilot_items=100)
     assert set(grid.metrics) == {"maw", "act", "random", "vow", "pon", "l2", "wanda_sp", "flap", "hybrid"}
     assert set(grid.stage0_only) == {"vow", "pon", "l2", "wanda_sp", "flap", "hybrid"}  # full: maw, act, random
     baselines, pruned = build_trials(grid)
