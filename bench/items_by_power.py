@@ -60,12 +60,13 @@ def main(argv=None) -> dict:
 
 
 def _kept_pilot(ledger: str) -> list[TaskCost]:
+    from glu_ray.sweep.items import kept_pilots
     from glu_ray.trials.ledger import Ledger
 
-    pilots = [e for e in Ledger(ledger).events() if e.kind == "pilot"]
+    pilots = kept_pilots(Ledger(ledger))
     if not pilots:
         raise SystemExit(f"{ledger}: no pilot in this ledger (a sweep run with --items-by-power keeps one)")
-    return [TaskCost(**t) for t in pilots[-1].data["tasks"]]
+    return list(list(pilots.values())[-1])
 
 
 def _pilot(args) -> tuple[list[TaskCost], float]:

@@ -137,7 +137,7 @@ def plan_items(costs: Sequence[TaskCost], drop: float, *, budget_s: float | None
         spare = None if budget_s is None else budget_s - sum(_cost(c, _floor(c, floor)) for c in left.values())
         reached = _reach(live, drop, spare, z, floor, leads)
         counts = {c.name: _items(c, reached, z, floor, leads) for c in live}
-        if spare is None or not live or sum(_cost(c, n) for c, n in zip(live, counts.values())) <= spare:
+        if spare is None or not live or sum(_cost(c, counts[c.name]) for c in live) <= spare:
             break
         worst = max(live, key=lambda c: _cost(c, leads[c.name]))  # even the leads overrun the budget
         left[worst.name] = worst

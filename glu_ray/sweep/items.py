@@ -66,12 +66,17 @@ def _pilot_key(power: ItemsByPower, cfg: TrialConfig) -> str:
 def _costs(power: ItemsByPower, cfg: TrialConfig, ledger: Ledger, verbose: int) -> tuple[TaskCost, ...]:
     """The baseline's pilot: from the ledger when an earlier run of this command measured it."""
     key = _pilot_key(power, cfg)
-    done = [e.data for e in ledger.events() if e.kind == PILOT and e.key == key]
-    if done:
-        return tuple(TaskCost(**{**t, "chance": _chance(t["chance"])}) for t in done[-1]["tasks"])
+    if key in (done := kept_pilots(ledger)):
+        return done[key]
     costs = _measure(power, cfg, verbose)
     ledger.append(Event(key, PILOT, None, TrialStatus.COMPLETED, {"tasks": [asdict(c) for c in costs]}))
     return costs
+
+
+def kept_pilots(ledger: Ledger) -> dict[str, tuple[TaskCost, ...]]:
+    """Each pilot the ledger holds (its key -> what it measured), the latest where one was rerun."""
+    return {e.key: tuple(TaskCost(**{**t, "chance": _chance(t["chance"])}) for t in e.data["tasks"])
+            for e in ledger.events() if e.kind == PILOT}
 
 
 def _chance(value) -> float | None:
