@@ -79,6 +79,26 @@ def test_estimate_prices_them_as_stage_0_alone(tmp_path, capsys):
     assert "--stage0-only vow: 1 of 2 pruned trials priced at stage 0 alone" in capsys.readouterr().out
 
 
+def test_estimate_reads_no_calibration_text(tmp_path, capsys):
+    """--estimate runs nothing, so a data-driven metric's text is not read (offline, wikitext is
+    unreachable): an empty file fails the sweep's checks and still prices."""
+    from transformers import LlamaConfig
+
+    from glu_ray.pruning.calibration import CalibrationSpec
+    from glu_ray.sweep.driver import SweepOptions
+    from glu_ray.sweep.estimate import print_estimate
+
+    LlamaConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=4,
+                vocab_size=1000).save_pretrained(tmp_path / "m")
+    (tmp_path / "empty.txt").write_text("")
+    grid = SweepGrid((ModelSpec(str(tmp_path / "m"), "base"),), ("act",), (TargetWidth(pruning_pct=40),),
+                     calibration=CalibrationSpec(str(tmp_path / "empty.txt")))
+    with pytest.raises(GluRayError, match="has no documents"):
+        build_trials(grid)
+    assert print_estimate(grid, SweepOptions(), gpus=1) == 0
+    assert "act" in capsys.readouterr().out
+
+
 def test_width_search_probes_are_keyed_as_the_full_trial(tiny_model_dir):
     """Stage 0 does not depend on what runs after it: a probe serves both settings, and the trial
     chosen from it is the stage-0-only one."""

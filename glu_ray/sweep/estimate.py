@@ -110,7 +110,7 @@ def print_estimate(grid: SweepGrid, opts, *, stopped_fraction: float = 0.5, gpus
     beside the GPU-hours and the lower bound. Returns 0."""
     if grid.widths is not None:
         grid = _auto_as_fixed(grid)
-    baselines, pruned = build_trials(grid, load_config=config_or_snapshot)
+    baselines, pruned = build_trials(grid, load_config=config_or_snapshot, read_data=False)
     mem = gpu_memory(opts.gpu_memory_gb)
     share_of = lambda c: opts.gpu_fraction or gpu_fraction(c.num_params, mem)  # noqa: E731 - as the sweep packs
     costs = trial_costs(baselines + pruned, share_of)

@@ -82,15 +82,17 @@ def inspect_model(spec: ModelSpec, trust_remote_code: bool = False, load_config=
     return ModelInfo(source, name, config.hidden_size, config.intermediate_size, param_count(skeleton))
 
 
-def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[TrialConfig], list[TrialConfig]]:
+def build_trials(grid: SweepGrid, load_config=check_glu_config,
+                 read_data: bool = True) -> tuple[list[TrialConfig], list[TrialConfig]]:
     """(baselines, pruned): one unpruned baseline per model, shared by all its metrics.
 
     ``load_config(source, trust_remote_code=...)`` reads (and checks) a model's config.
+    ``read_data=False`` (``--estimate``, which runs nothing) skips reading the calibration text.
     """
     check_dtype(grid.dtype)
     if grid.control_seeds < 1:
         raise GluRayError(f"control seeds must be at least 1 (got {grid.control_seeds})")
-    _check_calibration(grid)
+    _check_calibration(grid, read_data)
     _check_stage0_only(grid)
     evals = {spec: _eval_for(grid, spec) for spec in grid.models}
     for ev in evals.values():
@@ -110,13 +112,13 @@ def build_trials(grid: SweepGrid, load_config=check_glu_config) -> tuple[list[Tr
     return baselines, pruned
 
 
-def _check_calibration(grid: SweepGrid) -> None:
+def _check_calibration(grid: SweepGrid, read_data: bool) -> None:
     """Data-driven metrics and bias compensation need calibration text, readable before Ray starts."""
     data_driven = [m for m in grid.metrics if get_metric(m).needs_calibration]
     if grid.calibration is None and (data_driven or grid.bias_compensation):
         why = f"metric {data_driven[0]!r} is data-driven" if data_driven else "bias compensation"
         raise GluRayError(f"{why}: it needs calibration text (--calibration wikitext or --calibration FILE)")
-    if grid.calibration is not None and (data_driven or grid.bias_compensation):
+    if read_data and grid.calibration is not None and (data_driven or grid.bias_compensation):
         calibration_documents(grid.calibration)  # offline wikitext, an empty file: fail here
 
 
