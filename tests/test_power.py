@@ -143,6 +143,39 @@ def test_a_pilot_of_the_baseline_sizes_every_trial_of_its_model_and_a_rerun_read
     assert again == plans
 
 
+def test_the_sweeps_pilots_run_as_ray_tasks_and_plan_what_the_driver_would(tmp_path, ray_cluster, capsys):
+    """The sweep's pilots (pilot_tasks.py): one Ray task per benchmark, a trial's resources, the
+    same scores as a pilot run here (so the same items), every task's costs in the suite's order,
+    the progress line in the driver's output; a model that cannot load fails in one line."""
+    from dataclasses import replace
+
+    from conftest import tiny_sweep_grid
+    from glu_ray.errors import GluRayError
+    from glu_ray.sweep import items
+    from glu_ray.sweep.grid import build_trials
+    from glu_ray.sweep.pilot_tasks import on_ray
+    from glu_ray.trials.ledger import PILOT, Ledger
+
+    grid = tiny_sweep_grid(tmp_path)
+    baselines, pruned = build_trials(grid)
+    power = items.ItemsByPower(drop=0.05, pilot_items=4)
+    asked = []
+    measure = on_ray(lambda cfg: asked.append(cfg.key) or {"cpu": 1})
+    _, _, here = items.size_items(power, baselines, pruned, Ledger(tmp_path / "here.jsonl"), verbose=0)
+    ledger = Ledger(tmp_path / "ray.jsonl")
+    _, _, on_workers = items.size_items(power, baselines, pruned, ledger, measure=measure)
+    plan, ref = on_workers[baselines[0].model], here[baselines[0].model]
+    assert [(t.name, t.score, t.items) for t in plan.tasks] == [(t.name, t.score, t.items) for t in ref.tasks]
+    assert [t.name for t in plan.tasks] == ["tiny_mc", "tiny_wikitext"] and asked == [baselines[0].key]
+    assert [e.kind for e in ledger.events()] == [PILOT]
+    assert "tiny-t pilot: the baseline on 4 items per task" in capsys.readouterr().out
+
+    lost = [replace(baselines[0], model=str(tmp_path / "gone"))]
+    with pytest.raises(GluRayError) as err:
+        items.size_items(power, lost, [], Ledger(tmp_path / "lost.jsonl"), verbose=0, measure=measure)
+    assert "\n" not in str(err.value) and "gone" in str(err.value)
+
+
 def test_the_flags_and_a_presets_default(tmp_path):
     from glu_ray.cli.sweep import Preset, build_parser, power_from_args
     from glu_ray.errors import GluRayError

@@ -195,8 +195,11 @@ def _auto_widths(grid: SweepGrid, baselines, ledger: Ledger, tracker, opts: Swee
 def _items_by_power(grid: SweepGrid, baselines, pruned, ledger: Ledger, tracker, opts: SweepOptions):
     """Every trial with its model's per-task limits (sweep/items.py); the plans in MLflow."""
     from glu_ray.sweep.items import record, size_items
+    from glu_ray.sweep.pilot_tasks import on_ray
 
-    baselines, pruned, plans = size_items(grid.power, baselines, pruned, ledger, opts.verbose)
+    gpu_mem = gpu_memory(opts.gpu_memory_gb)
+    share = on_ray(lambda cfg: _resources({"trial": cfg.to_dict()}, opts, gpu_mem))  # as its model's trials
+    baselines, pruned, plans = size_items(grid.power, baselines, pruned, ledger, opts.verbose, measure=share)
     try:
         tracker.log_dict(record(plans), "items_by_power.json")
     except Exception as err:  # noqa: BLE001 - the ledger holds the pilot; the trials' params hold the limits

@@ -47,7 +47,7 @@ def run_trial(config: dict) -> None:
     # lm-eval bootstraps some stderrs in a forked multiprocessing pool; forking a threaded Ray
     # worker deadlocks, so bootstrap in-process.
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
-    _use_assigned_cpus()
+    use_assigned_cpus()
     model = tok = None
     try:
         choice, model, tok = load_trial_model(cfg)
@@ -188,7 +188,7 @@ def _documents(source: str | None, max_docs: int | None) -> tuple[str, ...]:
     return tuple(docs[:max_docs] if max_docs else docs)
 
 
-def _use_assigned_cpus() -> None:
+def use_assigned_cpus() -> None:
     """torch threads = the CPUs Ray gave this trial, so packed trials do not oversubscribe."""
     try:
         import ray  # lazy, as tune above
