@@ -14,7 +14,7 @@ from glu_ray.evaluation.harness import format_table, run_suite
 from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.preflight import check_hub_inputs, check_suite_inputs
 from glu_ray.evaluation.suites import SUITES, load_suite, with_fewshot
-from glu_ray.models.loading import load_model, resolve_dtype
+from glu_ray.models.loading import check_glu_config, load_model, resolve_dtype
 from glu_ray.models.precision import AUTO, check_dtype
 
 
@@ -109,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
     batch = args.batch_size
     print("evaluating " + ", ".join(f"{b.name} ({b.task}, {b.num_fewshot}-shot)" for b in benchmarks))
 
-    choice = resolve_dtype(args.model, args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    config = check_glu_config(args.model, trust_remote_code=args.trust_remote_code)  # read once, for both below
+    choice = resolve_dtype(args.model, args.dtype, device=args.device, config=config)
     print(f"dtype {choice.dtype} ({choice.reason})")
-    model, tok = load_model(args.model, device=args.device, dtype=choice.torch_dtype,
+    model, tok = load_model(args.model, device=args.device, dtype=choice.torch_dtype, config=config,
                             trust_remote_code=args.trust_remote_code)
     result = run_suite(model, tok, suite, stage=args.stage, limit=args.limit, batch_size=batch,
                        max_length=args.max_length, seed=args.seed, gen_kwargs=args.gen_kwargs,

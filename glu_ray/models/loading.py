@@ -70,7 +70,8 @@ def check_model_source(source: str) -> None:
         raise GluRayError(f"{source!r} is not a model: expected a folder with config.json (or a hub id)")
 
 
-def check_glu_config(source: str, *, trust_remote_code: bool = False, local_files_only: bool = False) -> "object":
+def check_glu_config(source: str, *, trust_remote_code: bool = False, local_files_only: bool = False,
+                     revision: str | None = None) -> "object":
     """Load only the config, build the model on the meta device, and check it is GLU.
 
     Costs milliseconds and no weights, so sweeps validate every model up front. ``source`` may be a
@@ -82,7 +83,8 @@ def check_glu_config(source: str, *, trust_remote_code: bool = False, local_file
     source = resolve_model_source(source)
     check_model_source(source)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only,
+                                            revision=revision)
     except (OSError, ValueError) as err:
         raise GluRayError(f"cannot read a model config from {source!r}: {first_line(err)}") from None
     with torch.device("meta"):
@@ -96,11 +98,13 @@ def default_device() -> str:
 
 
 def resolve_dtype(source: str, requested: str | None, *, device: str | None = None,
-                  trust_remote_code: bool = False, local_files_only: bool = False) -> DtypeChoice:
+                  trust_remote_code: bool = False, local_files_only: bool = False, revision: str | None = None,
+                  config=None) -> DtypeChoice:
     """The dtype ``source`` loads in on ``device``: ``requested``, or for None/``auto`` the one
     glu_ray.models.precision picks (bf16 on CUDA where supported; on a CPU the faster, measured on
-    this model's MLP shape). Reads only the config."""
-    config = check_glu_config(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+    this model's MLP shape). Reads only the config (``config``: one check_glu_config read already)."""
+    config = config or check_glu_config(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only,
+                                        revision=revision)
     return choose_dtype(requested, device or default_device(), config.hidden_size, config.intermediate_size)
 
 
@@ -112,6 +116,7 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     local_files_only: bool = False,
+    config=None,
 ):
     """Load (model, tokenizer) from a local folder or a hub id, checked to be a GLU model.
 
@@ -119,16 +124,17 @@ def load_model(
     through safetensors when the checkpoint has them; ``trust_remote_code`` stays off unless asked
     for. A fetched alias (``smollm2``) loads its cached folder. ``local_files_only``: a hub id from
     the local Hugging Face cache alone (see glu_ray.sweep.trial: a hub that stopped answering).
+    ``revision``: a branch, tag or commit of a hub id. ``config``: check_glu_config's, already read
+    (at the same revision), so the config is read and checked once.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     source = resolve_model_source(source)
     device = device or default_device()
     opts = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
+    config = config or check_glu_config(source, revision=revision, **opts)
     if not isinstance(dtype, torch.dtype):
-        dtype = resolve_dtype(source, dtype, device=device, **opts).torch_dtype
-    else:
-        check_glu_config(source, **opts)
+        dtype = resolve_dtype(source, dtype, device=device, config=config).torch_dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, **opts)
     except (OSError, ValueError) as err:
@@ -137,7 +143,7 @@ def load_model(
     # without this it asks the hub anyway (and a dead hub ~23 s, with retries).
     adapter = {"adapter_kwargs": {"local_files_only": True}} if local_files_only else {}
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=dtype, revision=revision, use_safetensors=_has_safetensors(source), **opts, **adapter
+        source, config=config, dtype=dtype, revision=revision, use_safetensors=_has_safetensors(source), **opts, **adapter
     ).to(device)
     model.eval()
     return model, tokenizer

@@ -28,7 +28,7 @@ from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
 from glu_ray.efficiency.measure import measure_efficiency
 from glu_ray.trials.config import TrialConfig
-from glu_ray.models.loading import free_memory, load_model, param_count, resolve_dtype
+from glu_ray.models.loading import check_glu_config, free_memory, load_model, param_count, resolve_dtype
 from glu_ray.pruning.prune import prune
 from glu_ray.sweep.healing import with_healing
 from glu_ray.sweep.progress_log import trial_sink
@@ -107,10 +107,10 @@ def load_trial_model(cfg: TrialConfig):
 
 
 def _load(cfg: TrialConfig, local_files_only: bool):
-    choice = resolve_dtype(cfg.model, cfg.dtype, trust_remote_code=cfg.trust_remote_code,  # measured once per host
-                           local_files_only=local_files_only)
-    model, tok = load_model(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                            dtype=choice.torch_dtype, local_files_only=local_files_only)
+    opts = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code, "local_files_only": local_files_only}
+    config = check_glu_config(cfg.model, **opts)  # read once: the dtype's choice and the load share it
+    choice = resolve_dtype(cfg.model, cfg.dtype, config=config)  # measured once per host
+    model, tok = load_model(cfg.model, dtype=choice.torch_dtype, config=config, **opts)
     return choice, model, tok
 
 
