@@ -12,6 +12,7 @@ Offline (``HF_HUB_OFFLINE``) nothing is asked: evaluation/preflight.py checks th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from glu_ray.errors import GluRayError, first_line
@@ -88,6 +89,21 @@ def unreachable(repo: Repo) -> str | None:
     return None
 
 
+def commit_of(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit hub model ``repo_id``'s ``revision`` (None: main) is at: asked of the endpoint in
+    use (the commit it serves config.json from), offline read from the local cache; None where
+    neither knows (the preflight, or the load, says why)."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            return get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision)).commit_hash
+        except Exception:  # noqa: BLE001 - missing, gated, unreachable: check_repos names each
+            return None
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+
+
 def _look_up(repo: Repo) -> None:
     from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 
@@ -102,6 +118,4 @@ def _look_up(repo: Repo) -> None:
 
 def is_hub_id(source: str) -> bool:
     """``org/name`` that is not a local path (a local folder, or a fetched alias's, is never asked for)."""
-    from pathlib import Path
-
     return source.count("/") == 1 and not source.startswith((".", "/", "~")) and not Path(source).expanduser().exists()

@@ -75,3 +75,20 @@ def test_the_rerun_runs_exactly_the_trials_that_failed(stopped_and_rerun):
     assert Counter((e.key, e.status) for e in events if e.kind == "end") == \
         Counter({(f"{UNCACHED}|baseline|172", "failed"): 1, **{(k, "completed"): 1 for k in trials}})
     assert_mlflow_matches_ledger(r["uri"], EXPERIMENT, r["ledger"].path, trials)
+
+
+def test_every_trial_loads_the_commit_its_first_run_pinned(stopped_and_rerun):
+    """The driver pins each hub model's main at the commit the hub serves (the built repository's
+    head) before any trial: the ledger records it once, the rerun keeps it, every run's revision is it."""
+    import subprocess
+
+    from conftest import HUB_DIR
+    from faultkit import trial_runs
+    from glu_ray.trials.ledger import REVISION
+
+    r = stopped_and_rerun
+    head = subprocess.run(["git", "-C", str(HUB_DIR / "mirrors" / "models" / CACHED), "rev-parse", "main"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    pins = [(e.key, e.data["commit"]) for e in r["ledger"].events() if e.kind == REVISION]
+    assert sorted(pins) == sorted([(f"{CACHED}@main", head), (f"{UNCACHED}@main", head)])
+    assert {run.data.params["revision"] for run in trial_runs(r["uri"], EXPERIMENT)} == {head}

@@ -38,6 +38,7 @@ from glu_ray.sweep.local_ray import loopback_env
 from glu_ray.sweep.lock import experiment_lock
 from glu_ray.sweep.cluster import check_storage_shared
 from glu_ray.sweep.estimate import modelled_times, trial_costs
+from glu_ray.sweep.pins import pin_models, record_pins
 from glu_ray.sweep.plan import expected_seconds, longest_first, reference_trials, with_references
 from glu_ray.sweep.results import results_table
 from glu_ray.sweep.trial import run_trial
@@ -77,11 +78,12 @@ def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
     check_hub_inputs(((m.source, m.revision) for m in grid.models),  # online: every repo, one pass
                      ((s, s.benchmarks) for s in {replace(grid.eval, suite=m.suite).load_suite() for m in grid.models}),
                      stage0=grid.eval.ppl_text in (None, "wikitext"))
+    root = experiment_dir(opts)
+    grid, pins = pin_models(grid, root / "ledger.jsonl")  # every trial, and every rerun, at one commit
     baselines, pruned = build_trials(grid)  # all input checks, before Ray starts
     check_eval_inputs(c.eval for c in baselines)
-    root = experiment_dir(opts)
     with experiment_lock(root):  # one driver per experiment: a second one stops here, naming the first
-        return _run_locked(baselines, pruned, grid, opts, root)
+        return _run_locked(baselines, pruned, grid, opts, root, pins)
 
 
 def check_eval_inputs(evals: Iterable[EvalSpec]) -> None:
@@ -96,8 +98,9 @@ def experiment_dir(opts: SweepOptions) -> Path:
     return Path(opts.storage).resolve() / opts.name
 
 
-def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Path) -> SweepResult:
+def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Path, pins=()) -> SweepResult:
     ledger = Ledger(root / "ledger.jsonl")
+    record_pins(pins, ledger)
     cache = str(root / "rankings")
     baselines = [_with_artifact_dir(c, root) for c in baselines]
     pruned = [replace(_with_artifact_dir(c, root), ranking_cache=cache) for c in pruned]

@@ -25,10 +25,10 @@ from glu_ray.sweep.plan import longest_first, reference_trials
 from glu_ray.trials.config import TrialConfig
 
 
-def config_or_snapshot(source: str, *, trust_remote_code: bool = False):
+def config_or_snapshot(source: str, *, trust_remote_code: bool = False, revision: str | None = None):
     """The model's live config; offline, the bundled snapshot of a study model's config."""
     try:
-        return check_glu_config(source, trust_remote_code=trust_remote_code)
+        return check_glu_config(source, trust_remote_code=trust_remote_code, revision=revision)
     except GluRayError:
         snapshot = snapshot_path(source) if "/" in source else None
         if snapshot is None:

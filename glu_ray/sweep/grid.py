@@ -75,7 +75,7 @@ def inspect_model(spec: ModelSpec, trust_remote_code: bool = False, load_config=
     from transformers import AutoModelForCausalLM  # lazy: transformers costs ~1.8 s at import (python -X importtime, shared CPU)
 
     source = resolve_model_source(spec.source)
-    config = load_config(source, trust_remote_code=trust_remote_code)
+    config = load_config(source, trust_remote_code=trust_remote_code, revision=spec.revision)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     name = source.rstrip("/").split("/")[-1]

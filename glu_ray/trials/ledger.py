@@ -9,7 +9,8 @@ stage 0 of a trial measured alone before the sweep, for the trials that read it 
 A reference is not a trial result: ``results`` and ``finished`` never see it (nor MLflow).
 --widths auto adds ``width_search`` (a stage-0 probe of the width search, keyed as the trial at
 that width) and ``width_choice`` (a target's chosen width): not trial results either, nor is
-``pilot`` (--items-by-power: a baseline's per-task score and cost, measured before the sweep).
+``pilot`` (--items-by-power: a baseline's per-task score and cost, measured before the sweep), nor
+``revision`` (the commit each hub model is pinned at for the experiment).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ REFERENCE = "reference"  # an event kind: a reference trial's stage 0, measured 
 SEARCH = "width_search"  # a stage-0 probe of --widths auto (glu_ray/sweep/width_search.py)
 CHOICE = "width_choice"  # the width --widths auto chose for one (model, metric, target ratio)
 PILOT = "pilot"  # --items-by-power: a baseline's pilot, per task score and cost (glu_ray/sweep/items.py)
-NOT_RESULTS = (REFERENCE, SEARCH, CHOICE, PILOT)
+REVISION = "revision"  # the commit a hub model's branch was pinned at, keyed model@branch (glu_ray/sweep/pins.py)
+NOT_RESULTS = (REFERENCE, SEARCH, CHOICE, PILOT, REVISION)
 
 
 def _clean(value):
