@@ -4,7 +4,8 @@ The pilot (evaluation/pilot.py) scores each benchmark of the baseline on a few i
 sweep as Ray tasks on the trials' devices (pilot_tasks.py): the baseline's accuracy per task and
 its CPU-seconds per item. The plan (evaluation/power.py) then gives each task the items that see
 the drop asked for, within the CPU-seconds one trial's evaluation may cost, and leaves out the
-tasks whose baseline would not be above chance. Every trial of the model (baseline and pruned) evaluates with those limits.
+tasks whose baseline would not be above chance. Every trial of the model (baseline and pruned)
+evaluates with those limits.
 
 The pilot is recorded in the ledger (kind ``pilot``), so a rerun of the same command plans the
 same items without measuring again: the trials it resumes compare with the ones that finished.
