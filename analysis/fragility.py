@@ -70,13 +70,16 @@ LEFT_OUT = ["model", "variant", "benchmark", "capability", "score", "chance", "s
 
 
 def left_out(df: pd.DataFrame) -> pd.DataFrame:
-    """The baselines of the tidy table not above chance: their benchmark says nothing about what
-    pruning takes away, so it stays out of the hierarchy (one row per model, variant and benchmark)."""
+    """The baselines of the tidy table not above chance, and the benchmarks the sweep's items plan
+    left out (its pilot read the baseline on more items than the trials' floor): their benchmark
+    says nothing about what pruning takes away, so it stays out of the hierarchy (one row per
+    model, variant and benchmark)."""
     base = df[(df["method"] == BASELINE) & (df["direction"] == "higher") & df["score"].notna()].drop_duplicates(
         ["model", "variant", "benchmark"])
-    out = base[~informative(base["score"], base["chance"], base["stderr"])]
-    why = [f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {MIN_LEAD:g}"
-           for s, c, e in zip(out["score"], out["chance"], out["stderr"].fillna(0))]
+    planned = base["planned_out"].fillna("") if "planned_out" in base else pd.Series("", index=base.index)
+    out = base[~informative(base["score"], base["chance"], base["stderr"]) | (planned != "")]
+    why = [p or f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {MIN_LEAD:g}"
+           for s, c, e, p in zip(out["score"], out["chance"], out["stderr"].fillna(0), planned[out.index])]
     return out.assign(why=why)[LEFT_OUT].reset_index(drop=True)
 
 

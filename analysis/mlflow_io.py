@@ -4,6 +4,7 @@ parent run, and log a finished report to it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -18,6 +19,7 @@ from glu_ray.vocab import ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, 
 
 TRIAL_FILTER = role_filter(ROLE_TRIAL)
 SWEEP_FILTER = role_filter(ROLE_SWEEP)
+ITEMS_PLAN = "items_by_power.json"  # the sweep run's artifact (glu_ray/sweep/driver.py)
 
 
 def _search(client, experiment_id: str, filter_string: str) -> list:
@@ -47,14 +49,29 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
     trials = _search(client, exp.experiment_id, TRIAL_FILTER)
     if not trials:
         raise GluRayError(f"experiment {experiment!r} has no trial runs (tag {TRIAL_FILTER})")
+    plans = _items_plans(client, exp.experiment_id)
     rows = []
     for run in trials:
         tags = run.data.tags
         if TRIAL_CONFIG_TAG not in tags:
             raise GluRayError(f"trial run {run.info.run_id} has no {TRIAL_CONFIG_TAG} tag: not written by glu-ray's sweep")
         cfg = TrialConfig.from_dict(json.loads(tags[TRIAL_CONFIG_TAG]))
-        rows += trial_rows(cfg, run.data.metrics, TrialStatus(tags.get(STATUS_TAG, TrialStatus.COMPLETED)))
+        rows += trial_rows(cfg, run.data.metrics, TrialStatus(tags.get(STATUS_TAG, TrialStatus.COMPLETED)), plans)
     return tidy_frame(rows)
+
+
+def _items_plans(client, experiment_id: str) -> dict:
+    """The latest sweep run's items_by_power.json (--items-by-power), else {}."""
+    from mlflow.exceptions import MlflowException
+
+    runs = sorted(_search(client, experiment_id, SWEEP_FILTER), key=lambda r: r.info.start_time or 0, reverse=True)
+    for run in runs:
+        if any(f.path == ITEMS_PLAN for f in client.list_artifacts(run.info.run_id)):
+            try:
+                return json.loads(Path(client.download_artifacts(run.info.run_id, ITEMS_PLAN)).read_text())
+            except (MlflowException, OSError, ValueError):  # unreadable: every benchmark stays in
+                return {}
+    return {}
 
 
 def sweep_run_id(experiment: str, tracking_uri: str | None = None) -> str:

@@ -64,7 +64,9 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
     acc = df[(df["direction"] == "higher") & df["chance"].notna() & (df["method"] != BASELINE)]
     acc = acc.join(base[["score", "stderr"]].rename(columns={"score": "base", "stderr": "base_se"}),
                    on=["model", "variant", "benchmark"], how="inner")
-    acc = acc[informative(acc["base"], acc["chance"], acc["base_se"]) & (acc["status"] == TrialStatus.COMPLETED.value) & acc["score"].notna()]
+    kept = acc["planned_out"].fillna("") == "" if "planned_out" in acc else True  # the items plan's verdict (fragility.left_out)
+    acc = acc[informative(acc["base"], acc["chance"], acc["base_se"]) & kept & (acc["status"] == TrialStatus.COMPLETED.value)
+              & acc["score"].notna()]
     acc = acc.assign(alive=_above_chance(acc["score"], acc["base"], acc["chance"], acc["stderr"]),
                      retention=(acc["score"] - acc["chance"]) / (acc["base"] - acc["chance"]))
 

@@ -21,6 +21,7 @@ COLUMNS = (
     "benchmark", "capability", "score", "stderr", "direction", "chance", "status", "score_name",
     "stderr_source",
     "decode_tok_s", "params", "energy_j_per_tok", "healing",
+    "planned_out",  # why the sweep's items plan left this benchmark out of the model's hierarchy ("" : kept)
 )
 # Run-level costs (analysis.pareto), NaN where the source did not measure them: a sweep run with
 # --measure-efficiency has all three (energy only where the device has a counter).
@@ -83,7 +84,8 @@ def number(value) -> float:
 
 
 def tidy_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    return pd.DataFrame(list(rows), columns=list(COLUMNS))
+    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    return df.assign(planned_out=df["planned_out"].fillna(""))  # sources without an items plan keep all
 
 
 def size_label(num_params: float) -> str:

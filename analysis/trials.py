@@ -39,9 +39,11 @@ def trial_info(cfg: TrialConfig, status: TrialStatus, values: Mapping[str, float
     )
 
 
-def trial_rows(cfg: TrialConfig, values: Mapping[str, float], status: TrialStatus) -> list[dict]:
+def trial_rows(cfg: TrialConfig, values: Mapping[str, float], status: TrialStatus,
+               plans: Mapping[str, Mapping] | None = None) -> list[dict]:
     """Tidy rows of one trial. A trial stopped early keeps rows for the benchmarks it never
-    reached (score NaN): fragility reads them as a floor, not as missing data."""
+    reached (score NaN): fragility reads them as a floor, not as missing data. ``plans``: the
+    sweep's items plans (its items_by_power.json), whose left-out benchmarks are marked."""
     status = TrialStatus(status)
     meta = {**benchmark_meta(cfg.eval.suite), STAGE0.name: STAGE0}  # stage 0's perplexity is a benchmark too
     info = trial_info(cfg, status, values)
@@ -49,15 +51,26 @@ def trial_rows(cfg: TrialConfig, values: Mapping[str, float], status: TrialStatu
     healed = {before: v for k, v in values.items() if (before := unhealed_key(k)) is not None}
     if cfg.recovery is not None and healed:  # the same model after healing: rows of their own
         rows += tidy_rows(replace(info, healing=cfg.recovery.method), healed, meta)
-    return rows
+    planned = planned_out(plans, cfg.model)
+    return [{**r, "planned_out": planned.get(r["benchmark"], "")} for r in rows]
 
 
-def from_sweep(trials: Iterable[TrialConfig], rows: Mapping[str, Mapping]) -> pd.DataFrame:
+def planned_out(plans: Mapping[str, Mapping] | None, model: str) -> dict[str, str]:
+    """Benchmark -> why, for each task the items plan of ``model`` (hub id or folder, as the
+    plans are keyed: glu_ray.sweep.items.record) left out. Its pilot read the baseline on more items
+    than the floor the trials then score it on, so the plan's verdict stands over theirs."""
+    plan = (plans or {}).get(model) or {}
+    return {t["name"]: f"the items plan left it out (pilot {t['score']:.3f}): {t['why'].removeprefix('left out: ')}"
+            for t in plan.get("tasks", ()) if t.get("left_out")}
+
+
+def from_sweep(trials: Iterable[TrialConfig], rows: Mapping[str, Mapping],
+               plans: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
     """The sweep's own result: its trials and their ledger rows (``Ledger.results()``); trials
-    with no row yet are left out."""
+    with no row yet are left out. ``plans``: its items plans (``glu_ray.sweep.items.record``)."""
     out: list[dict] = []
     for cfg in trials:
         row = rows.get(cfg.key)
         if row is not None:
-            out += trial_rows(cfg, row, row[STATUS])
+            out += trial_rows(cfg, row, row[STATUS], plans)
     return tidy_frame(out)

@@ -192,6 +192,37 @@ def test_mlflow_sweep_loads_and_report_is_logged_to_parent(tmp_path):
     assert floor["retention"].tolist() == [0.0]  # the stopped trial counts as broken
 
 
+def test_what_the_items_plan_left_out_stays_out_though_its_floor_items_look_above_chance(tmp_path):
+    """The sweep run's items_by_power.json left MMLU out (its pilot at chance); the trials scored it
+    on the floor's few items, where the baseline's 0.6 looks informative. The plan's verdict, read
+    on more items, stands: MMLU is listed as left out with the plan's reason and is in no hierarchy
+    or audit; the sweep's own path (from_sweep) marks it the same way."""
+    from mlflow import MlflowClient
+
+    from analysis import from_sweep
+    from analysis.stop_audit import audit_points
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = _log_sweep(uri, "sweep-p")
+    why = "left out: not above chance by 2 stderrs (0.260 vs 0.25 at 20 items)"
+    plans = {"/m/tiny": {"tasks": [{"name": "mmlu", "score": 0.26, "left_out": True, "why": why},
+                                   {"name": "wikitext", "score": 10.0, "left_out": False, "why": ""}]}}
+    MlflowClient(uri).log_dict(parent, plans, "items_by_power.json")
+    df = from_mlflow("sweep-p", uri)
+    a = analyse(df, n_boot=50)
+    reason = "the items plan left it out (pilot 0.260): not above chance by 2 stderrs (0.260 vs 0.25 at 20 items)"
+    assert a.left_out[["benchmark", "why"]].values.tolist() == [["mmlu", reason]]
+    assert set(a.hierarchy["benchmark"]) == {"wikitext"}
+    by_wikitext = df[df["benchmark"] != "ppl"]  # the audit's signal: the only perplexity with values here
+    assert audit_points(by_wikitext).empty  # MMLU was the runs' only accuracy
+    assert len(audit_points(by_wikitext.assign(planned_out=""))) == 2  # without the plan: both completed runs
+    cfg = TrialConfig(model="/m/tiny", model_name="tiny", metric=None, width=Width(40, 40, 10), num_params=1e9,
+                      variant="base", eval=EvalSpec(suite="study"))
+    rows = {cfg.key: {"mmlu/acc": 0.6, "status": "completed"}}
+    assert from_sweep([cfg], rows, plans)["planned_out"].tolist() == [reason]
+    assert from_sweep([cfg], rows)["planned_out"].tolist() == [""]
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["report", "--experiment", "nope", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2

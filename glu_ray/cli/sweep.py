@@ -343,7 +343,7 @@ def write_sweep_report(result: SweepResult) -> Path | None:
 
     out = result.experiment_dir / "report"
     try:
-        frame = from_sweep(result.trials, result.rows)
+        frame = from_sweep(result.trials, result.rows, result.plans)
         try:
             run_id = sweep_run_id(result.experiment, result.tracking_uri)
         except Exception as err:  # noqa: BLE001 - MLflow gone: the report is still written, locally

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -72,6 +72,7 @@ class SweepResult:
     tracking_uri: str
     experiment: str = ""  # the MLflow experiment (SweepOptions.name)
     held: int = 0  # pruned trials not started because their reference failed (a rerun runs them)
+    plans: dict = field(default_factory=dict)  # --items-by-power: model -> its plan (items_by_power.json)
 
 
 def run_sweep(grid: SweepGrid, opts: SweepOptions) -> SweepResult:
@@ -108,8 +109,9 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     _init_ray(opts)
     check_storage_shared(root)  # a node that cannot see it: one line, before any trial
     tracker.start_sweep(opts.name, {"grid": repr(grid), "command": " ".join(sys.argv), **_provenance()})
+    plans = {}  # model -> its items plan (PowerPlan.to_dict), for the report
     if grid.power is not None:  # each baseline's pilot sizes its model's items, before any trial
-        baselines, pruned = _items_by_power(grid, baselines, pruned, ledger, tracker, opts)
+        baselines, pruned, plans = _items_by_power(grid, baselines, pruned, ledger, tracker, opts)
     configs = {c.key: c for c in baselines + pruned}
     tracker.set_runs_view(headline_keys(baselines + pruned))
     tracker.sync(ledger, configs)  # a previous attempt's results that never reached MLflow
@@ -143,7 +145,7 @@ def _run_locked(baselines, pruned, grid: SweepGrid, opts: SweepOptions, root: Pa
     except Exception as err:  # noqa: BLE001 - the ledger holds every result; a rerun syncs them
         log.warning("MLflow at %s unreachable at the end of the sweep (%s): every result is kept in %s; "
                     "rerun the same command when it is back to log them", uri, first_line(err), ledger.path)
-    return SweepResult(trials, rows, finished, root, uri, opts.name, len(held) if whole else 0)
+    return SweepResult(trials, rows, finished, root, uri, opts.name, len(held) if whole else 0, plans)
 
 
 def _trial_lines(opts: SweepOptions) -> list:
@@ -207,7 +209,7 @@ def _items_by_power(grid: SweepGrid, baselines, pruned, ledger: Ledger, tracker,
         tracker.log_dict(record(plans), "items_by_power.json")
     except Exception as err:  # noqa: BLE001 - the ledger holds the pilot; the trials' params hold the limits
         log.warning("the items-by-power plan did not reach MLflow (%s)", first_line(err))
-    return baselines, pruned
+    return baselines, pruned, record(plans)
 
 
 def _expected_seconds(trials, ledger: Ledger, opts: SweepOptions) -> dict[str, float]:
