@@ -72,11 +72,12 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for key, grp in acc.groupby(run, sort=True):
-        model, variant, _, ratio = key
+        model, variant, method, ratio = key
         p = ppl[(ppl[run] == pd.Series(key, index=run)).all(axis=1)]["score"]
         if p.empty or (model, variant) not in base_ppl.index:
             continue
-        ctrl = control.get((model, variant, ratio), math.nan)
+        # the control against itself is 1 by definition: no evidence for a "x control" threshold
+        ctrl = math.nan if method == StopRule().control_metric else control.get((model, variant, ratio), math.nan)
         rows.append(dict(zip(run, key), signal=signal, ppl_x_baseline=float(p.iloc[0] / base_ppl[(model, variant)]),
                          ppl_x_control=float(p.iloc[0] / ctrl) if ctrl == ctrl else math.nan,
                          informative=len(grp), above_chance=int(grp["alive"].sum()),

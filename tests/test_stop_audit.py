@@ -44,6 +44,7 @@ def test_points_pair_perplexity_ratio_with_downstream_state():
     assert p.loc[("maw", 3.2), "ppl_x_baseline"] == pytest.approx(4.0)
     assert p.loc[("maw", 3.2), "ppl_x_control"] == pytest.approx(40 / 12)
     assert p.loc[("maw", 2.4), "ppl_x_control"] == pytest.approx(90 / 20)
+    assert p.loc[[("random", 3.2), ("random", 2.4)], "ppl_x_control"].isna().all()  # the control against itself: no evidence
     assert (p.loc[("maw", 2.4), "informative"], p.loc[("maw", 2.4), "above_chance"]) == (2, 1)
     assert p.loc[("maw", 3.2), "mean_retention"] == pytest.approx(((0.40 - .25) / .35 + (0.70 - .5) / .3) / 2)
     assert p["dead"].to_dict() == {("maw", 2.4): False, ("maw", 3.2): False, ("random", 2.4): False,
@@ -58,6 +59,7 @@ def test_summary_finds_the_ratio_past_which_everything_is_at_chance():
     assert s.loc["control", "alive_max"] == pytest.approx(4.5)
     assert s.loc["control", "dead_from"] == pytest.approx(300 / 12)
     assert s.loc["baseline", "points"] == 6 and s.loc["baseline", "dead_points"] == 2
+    assert s.loc["control", "points"] == 4  # maw's and vow's: random's own runs are no points against itself
 
 
 def test_the_default_rule_is_audited_against_the_data():
