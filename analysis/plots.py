@@ -56,7 +56,7 @@ def heatmap(ret: pd.DataFrame, hier: pd.DataFrame, path: Path) -> Path:
 
 
 def capability_curves(ret: pd.DataFrame, path: Path) -> Path:
-    """Retention against expansion ratio, one panel per capability, a line per benchmark and model."""
+    """Retention against expansion ratio, one panel per capability, a line per model, method and benchmark."""
     caps = sorted(ret["capability"].unique())
     cols = min(4, len(caps))
     rows = math.ceil(len(caps) / cols)
@@ -64,7 +64,7 @@ def capability_curves(ret: pd.DataFrame, path: Path) -> Path:
     for ax, cap in zip(axes.flat, caps):
         for key, curve in F.curves(ret[ret["capability"] == cap]).items():
             ax.plot(curve["ratio"], curve["retention"].clip(-0.5, 2), marker="o", ms=3,
-                    label=f"{key[0]} {key[4]}" + ("" if key[2] == "base" else f" ({key[2]})"))
+                    label=f"{key[0]} {key[3]} {key[4]}" + ("" if key[2] == "base" else f" ({key[2]})"))
         ax.axhline(1, color="grey", lw=0.8)
         ax.axhline(F.BREAK, color="grey", lw=0.8, ls=":")
         ax.invert_xaxis()  # narrowing reads left to right

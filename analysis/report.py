@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis import controls, plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
+from analysis.fragility import without
 from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
 from analysis.tidy import BASELINE
@@ -171,7 +172,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = {"heatmap": plots.heatmap(a.retention, a.hierarchy, out / "retention_heatmap.png"),
-               "curves": plots.capability_curves(a.retention, out / "retention_curves.png")}
+               "curves": plots.capability_curves(without(a.retention, a.left_out), out / "retention_curves.png")}
     pair = plots.base_vs_instruct(a.base_vs_instruct, out / "base_vs_instruct.png")
     if pair is not None:
         figures["base_vs_instruct"] = pair

@@ -192,7 +192,7 @@ def test_mlflow_sweep_loads_and_report_is_logged_to_parent(tmp_path):
     assert floor["retention"].tolist() == [0.0]  # the stopped trial counts as broken
 
 
-def test_what_the_items_plan_left_out_stays_out_though_its_floor_items_look_above_chance(tmp_path):
+def test_what_the_items_plan_left_out_stays_out_though_its_floor_items_look_above_chance(tmp_path, monkeypatch):
     """The sweep run's items_by_power.json left MMLU out (its pilot at chance); the trials scored it
     on the floor's few items, where the baseline's 0.6 looks informative. The plan's verdict, read
     on more items, stands: MMLU is listed as left out with the plan's reason and is in no hierarchy
@@ -221,6 +221,19 @@ def test_what_the_items_plan_left_out_stays_out_though_its_floor_items_look_abov
     rows = {cfg.key: {"mmlu/acc": 0.6, "status": "completed"}}
     assert from_sweep([cfg], rows, plans)["planned_out"].tolist() == [reason]
     assert from_sweep([cfg], rows)["planned_out"].tolist() == [""]
+
+    from analysis import plots
+
+    legends, save = {}, plots._save  # each figure's legend labels, as it is saved
+
+    def keep(fig, path):
+        legends[path.name] = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    write_report(df, tmp_path / "report", n_boot=50)
+    assert legends["retention_curves.png"] == ["tiny maw wikitext"]  # the method named; MMLU not drawn
+    assert "mmlu" in (tmp_path / "report" / "left_out.csv").read_text()
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
