@@ -32,13 +32,20 @@ def _label(key: tuple) -> str:
     return f"{model} ({variant}, {method})"
 
 
+HEATMAP_COLUMNS = 3  # panels (model x method) a row
+
+
 def heatmap(ret: pd.DataFrame, hier: pd.DataFrame, path: Path) -> Path:
     """Benchmark (most fragile on top) x expansion ratio (widest left), one panel per model."""
     pruned = ret[ret["method"] != BASELINE]
     groups = list(pruned.groupby(F.GROUP, sort=True))
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 0.45 * ret["benchmark"].nunique() + 1.8),
+    cols = min(HEATMAP_COLUMNS, len(groups))  # a sweep of many metrics wraps: one row of nine is unreadable
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, (0.45 * ret["benchmark"].nunique() + 1.8) * rows),
                              squeeze=False, layout="constrained")
-    for ax, (key, pts) in zip(axes[0], groups):
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    for ax, (key, pts) in zip(axes.flat, groups):
         order = hier[(hier[F.GROUP] == pd.Series(key, index=F.GROUP)).all(axis=1)]["benchmark"].tolist()
         grid = pts.pivot_table(index="benchmark", columns="ratio", values="retention").reindex(order)
         grid = grid[sorted(grid.columns, reverse=True)]
@@ -51,7 +58,7 @@ def heatmap(ret: pd.DataFrame, hier: pd.DataFrame, path: Path) -> Path:
         ax.set_yticks(range(grid.shape[0]), grid.index)
         ax.set_xlabel("expansion ratio (narrower →)")
         ax.set_title(_label(key), fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), label="retention (1 = baseline, 0 = chance)", shrink=0.8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="retention (1 = baseline, 0 = chance)", shrink=0.8)
     return _save(fig, path)
 
 
