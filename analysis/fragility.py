@@ -66,6 +66,12 @@ def informative(base, chance, base_stderr) -> np.ndarray:
     return chance.isna().to_numpy() | (lead > margin)
 
 
+def planned_out(df: pd.DataFrame) -> pd.Series:
+    """Why the sweep's items plan left each row's benchmark out ("" where it did not, or where the
+    table has no such column: a frame built by hand)."""
+    return df["planned_out"].fillna("") if "planned_out" in df else pd.Series("", index=df.index)
+
+
 LEFT_OUT = ["model", "variant", "benchmark", "capability", "score", "chance", "stderr", "why"]
 
 
@@ -76,7 +82,7 @@ def left_out(df: pd.DataFrame) -> pd.DataFrame:
     model, variant and benchmark)."""
     base = df[(df["method"] == BASELINE) & (df["direction"] == "higher") & df["score"].notna()].drop_duplicates(
         ["model", "variant", "benchmark"])
-    planned = base["planned_out"].fillna("") if "planned_out" in base else pd.Series("", index=base.index)
+    planned = planned_out(base)
     out = base[~informative(base["score"], base["chance"], base["stderr"]) | (planned != "")]
     why = [p or f"{s:.3f} is not above chance {c:g} by {CHANCE_Z:g} stderrs ({e:.3f}) and {MIN_LEAD:g}"
            for s, c, e, p in zip(out["score"], out["chance"], out["stderr"].fillna(0), planned[out.index])]

@@ -61,17 +61,22 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
 
 
 def _items_plans(client, experiment_id: str) -> dict:
-    """The latest sweep run's items_by_power.json (--items-by-power), else {}."""
+    """The latest sweep run's items_by_power.json (every run of a --items-by-power sweep logs its
+    plans, a rerun's read from the ledger), else {}: every benchmark stays in."""
+    run_id = _latest_sweep_run(client, experiment_id)
+    if run_id is None or ITEMS_PLAN not in {f.path for f in client.list_artifacts(run_id)}:
+        return {}
     from mlflow.exceptions import MlflowException
 
-    runs = sorted(_search(client, experiment_id, SWEEP_FILTER), key=lambda r: r.info.start_time or 0, reverse=True)
-    for run in runs:
-        if any(f.path == ITEMS_PLAN for f in client.list_artifacts(run.info.run_id)):
-            try:
-                return json.loads(Path(client.download_artifacts(run.info.run_id, ITEMS_PLAN)).read_text())
-            except (MlflowException, OSError, ValueError):  # unreadable: every benchmark stays in
-                return {}
-    return {}
+    try:
+        return json.loads(Path(client.download_artifacts(run_id, ITEMS_PLAN)).read_text())
+    except (MlflowException, OSError, ValueError):  # unreadable: every benchmark stays in
+        return {}
+
+
+def _latest_sweep_run(client, experiment_id: str) -> str | None:
+    runs = _search(client, experiment_id, SWEEP_FILTER)
+    return max(runs, key=lambda r: r.info.start_time or 0).info.run_id if runs else None
 
 
 def sweep_run_id(experiment: str, tracking_uri: str | None = None) -> str:
@@ -79,10 +84,10 @@ def sweep_run_id(experiment: str, tracking_uri: str | None = None) -> str:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    runs = _search(client, _experiment(client, experiment).experiment_id, SWEEP_FILTER)
-    if not runs:
+    run_id = _latest_sweep_run(client, _experiment(client, experiment).experiment_id)
+    if run_id is None:
         raise GluRayError(f"experiment {experiment!r} has no sweep run (tag {SWEEP_FILTER})")
-    return max(runs, key=lambda r: r.info.start_time or 0).info.run_id
+    return run_id
 
 
 def log_report(run_id: str, folder, tracking_uri: str | None = None) -> None:

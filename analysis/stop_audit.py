@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.benchmarks import STAGE0
-from analysis.fragility import informative
+from analysis.fragility import informative, planned_out
 from analysis.tidy import BASELINE
 from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.vocab import TrialStatus
@@ -64,7 +64,7 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
     acc = df[(df["direction"] == "higher") & df["chance"].notna() & (df["method"] != BASELINE)]
     acc = acc.join(base[["score", "stderr"]].rename(columns={"score": "base", "stderr": "base_se"}),
                    on=["model", "variant", "benchmark"], how="inner")
-    kept = acc["planned_out"].fillna("") == "" if "planned_out" in acc else True  # the items plan's verdict (fragility.left_out)
+    kept = planned_out(acc) == ""  # the items plan's verdict, as fragility.left_out reads it
     acc = acc[informative(acc["base"], acc["chance"], acc["base_se"]) & kept & (acc["status"] == TrialStatus.COMPLETED.value)
               & acc["score"].notna()]
     acc = acc.assign(alive=_above_chance(acc["score"], acc["base"], acc["chance"], acc["stderr"]),

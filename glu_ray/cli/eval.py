@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     print("evaluating " + ", ".join(f"{b.name} ({b.task}, {b.num_fewshot}-shot)" for b in benchmarks))
 
     config = check_glu_config(args.model, trust_remote_code=args.trust_remote_code)  # read once, for both below
-    choice = resolve_dtype(args.model, args.dtype, device=args.device, config=config)
+    choice = resolve_dtype(config, args.dtype, device=args.device)
     print(f"dtype {choice.dtype} ({choice.reason})")
     model, tok = load_model(args.model, device=args.device, dtype=choice.torch_dtype, config=config,
                             trust_remote_code=args.trust_remote_code)

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if spec is not None:
         calibration_documents(spec)  # an unreachable dataset or an empty file fails before the model loads
 
-    choice = at_least_stored(resolve_dtype(args.model, args.dtype, device=args.device, config=config), config)
+    choice = at_least_stored(resolve_dtype(config, args.dtype, device=args.device), config)
     print(f"dtype {choice.dtype} ({choice.reason})")
     model, tok = load_model(args.model, device=args.device, dtype=choice.torch_dtype, config=config,
                             trust_remote_code=args.trust_remote_code)

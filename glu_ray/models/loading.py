@@ -97,14 +97,10 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(source: str, requested: str | None, *, device: str | None = None,
-                  trust_remote_code: bool = False, local_files_only: bool = False, revision: str | None = None,
-                  config=None) -> DtypeChoice:
-    """The dtype ``source`` loads in on ``device``: ``requested``, or for None/``auto`` the one
-    glu_ray.models.precision picks (bf16 on CUDA where supported; on a CPU the faster, measured on
-    this model's MLP shape). Reads only the config (``config``: one check_glu_config read already)."""
-    config = config or check_glu_config(source, trust_remote_code=trust_remote_code, local_files_only=local_files_only,
-                                        revision=revision)
+def resolve_dtype(config, requested: str | None, *, device: str | None = None) -> DtypeChoice:
+    """The dtype a model of ``config`` (check_glu_config's) loads in on ``device``: ``requested``, or
+    for None/``auto`` the one glu_ray.models.precision picks (bf16 on CUDA where supported; on a CPU
+    the faster, measured on this model's MLP shape)."""
     return choose_dtype(requested, device or default_device(), config.hidden_size, config.intermediate_size)
 
 
@@ -134,7 +130,7 @@ def load_model(
     opts = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
     config = config or check_glu_config(source, revision=revision, **opts)
     if not isinstance(dtype, torch.dtype):
-        dtype = resolve_dtype(source, dtype, device=device, config=config).torch_dtype
+        dtype = resolve_dtype(config, dtype, device=device).torch_dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, **opts)
     except (OSError, ValueError) as err:

@@ -205,11 +205,12 @@ def _items_by_power(grid: SweepGrid, baselines, pruned, ledger: Ledger, tracker,
     gpu_mem = gpu_memory(opts.gpu_memory_gb)
     share = on_ray(lambda cfg: _resources({"trial": cfg.to_dict()}, opts, gpu_mem))  # as its model's trials
     baselines, pruned, plans = size_items(grid.power, baselines, pruned, ledger, opts.verbose, measure=share)
+    plans = record(plans)
     try:
-        tracker.log_dict(record(plans), "items_by_power.json")
+        tracker.log_dict(plans, "items_by_power.json")
     except Exception as err:  # noqa: BLE001 - the ledger holds the pilot; the trials' params hold the limits
         log.warning("the items-by-power plan did not reach MLflow (%s)", first_line(err))
-    return baselines, pruned, record(plans)
+    return baselines, pruned, plans
 
 
 def _expected_seconds(trials, ledger: Ledger, opts: SweepOptions) -> dict[str, float]:

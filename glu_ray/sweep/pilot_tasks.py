@@ -30,12 +30,13 @@ def on_ray(resources: Callable[[TrialConfig], dict]) -> Measure:
         if lines:
             lines.setup()
         task = ray.remote(_pilot_task)
-        running, parts = {}, {}  # ref -> (cfg, benchmark); model -> {benchmark: costs}
+        running, parts, order = {}, {}, {}  # ref -> (cfg, benchmark); model -> {benchmark: costs}; its suite's names
         for cfg in cfgs:
             need = resources(cfg)
             options = task.options(num_cpus=need["cpu"], num_gpus=need.get("gpu", 0), max_retries=0)
-            for bench in cfg.eval.load_suite().benchmarks:
-                running[options.remote(power, cfg, bench.name, verbose)] = (cfg, bench.name)
+            order[cfg.key] = [b.name for b in cfg.eval.load_suite().benchmarks]
+            for name in order[cfg.key]:
+                running[options.remote(power, cfg, name, verbose)] = (cfg, name)
         try:
             while running:
                 done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
@@ -45,9 +46,8 @@ def on_ray(resources: Callable[[TrialConfig], dict]) -> Measure:
                     cfg, bench = running.pop(ref)
                     got = parts.setdefault(cfg.key, {})
                     got[bench] = _result(ref, cfg, bench)
-                    order = [b.name for b in cfg.eval.load_suite().benchmarks]
-                    if len(got) == len(order):
-                        yield cfg, tuple(c for name in order for c in got[name])
+                    if len(got) == len(order[cfg.key]):
+                        yield cfg, tuple(c for name in order[cfg.key] for c in got[name])
         finally:
             if lines:
                 lines.drain(wait=5)

@@ -109,7 +109,7 @@ def load_trial_model(cfg: TrialConfig):
 def _load(cfg: TrialConfig, local_files_only: bool):
     opts = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code, "local_files_only": local_files_only}
     config = check_glu_config(cfg.model, **opts)  # read once: the dtype's choice and the load share it
-    choice = resolve_dtype(cfg.model, cfg.dtype, config=config)  # measured once per host
+    choice = resolve_dtype(config, cfg.dtype)  # measured once per host
     model, tok = load_model(cfg.model, dtype=choice.torch_dtype, config=config, **opts)
     return choice, model, tok
 
