@@ -254,7 +254,7 @@ def install(plan: Path) -> None:
 
     real = getattr(trial.evaluate_stages, "__wrapped_by_faultkit__", trial.evaluate_stages)
 
-    def evaluate_stages(cfg, model, tok, **kwargs):  # the trial's own keywords pass through (on_raw, meter)
+    def evaluate_stages(cfg, model, tok, **kwargs):  # the trial's own keywords pass through (on_result, meter)
         planned = json.loads(plan.read_text()) if plan.is_file() else {}
         if cfg.key in planned:
             fault, arg = planned[cfg.key]

@@ -69,6 +69,7 @@ def test_tiny_suite_end_to_end_on_a_tiny_and_a_pruned_llama(tiny):
     assert result.metrics["tiny_wikitext/word_perplexity"] > 1.0 and result.seconds > 0
     assert set(result.raw["results"]) >= {b.task for b in suite.benchmarks}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # scored, not changed
+    _check_items(result, suite)
 
     pruned = make_tiny_llama(seed=1, vocab_size=model.config.vocab_size, bos_token_id=tok.bos_token_id,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -78,6 +79,21 @@ def test_tiny_suite_end_to_end_on_a_tiny_and_a_pruned_llama(tiny):
     cheap = run_suite(pruned, tok, suite, stage="cheap", limit=4)
     _check(cheap, suite, "cheap")
     assert not any(k.startswith("tiny_wikitext") for k in cheap.metrics)
+    assert {k: len(v) for k, v in cheap.items.items()} == {"tiny_mc": 4, "tiny_lambada": 4}  # the limit's items
+    assert set(cheap.items["tiny_mc"]) <= set(result.items["tiny_mc"])  # the same items: pairable
+
+
+def _check_items(result, suite):
+    """Every benchmark whose primary metric is a mean over items has its item scores, and they
+    average to lm-eval's own number; perplexities (not a mean) have none."""
+    means = {b.name for b in suite.benchmarks if b.metric != "word_perplexity"}
+    assert set(result.items) == means
+    for bench in suite.benchmarks:
+        if bench.name in means:
+            scores = result.items[bench.name]
+            assert len(scores) == result.raw["n-samples"][bench.task]["effective"]
+            assert sum(scores.values()) / len(scores) == pytest.approx(result.metrics[bench.key])
+            assert all(key.startswith(f"{bench.task}/") for key in scores)
 
 
 @pytest.mark.slow

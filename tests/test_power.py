@@ -106,7 +106,7 @@ def test_per_task_limits_reach_lm_eval_through_a_trials_config(tiny_model_dir, m
     monkeypatch.setattr(trial, "_documents", lambda source, max_docs: ("One day a fox found a key. " * 5,))
     model, tok = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     raw = {}
-    for _ in trial.evaluate_stages(back, model, tok, on_raw=lambda stage, r: raw.update(r)):
+    for _ in trial.evaluate_stages(back, model, tok, on_result=lambda stage, r: raw.update(r.raw)):
         pass
     counts = {task: n["effective"] for task, n in raw["n-samples"].items()}
     assert counts == {"tiny_mc": 3, "tiny_lambada": 2}

@@ -17,7 +17,7 @@ from glu_ray.recovery import RecoverySpec
 from glu_ray.trials.config import EvalSpec, TrialConfig
 from glu_ray.sweep.grid import ModelSpec, SweepGrid, build_trials
 from glu_ray.trials.stop_rule import StopRule
-from glu_ray.tracking.artifacts import RECOVERY, RECOVERY_PLOT
+from glu_ray.tracking.artifacts import ITEM_SCORES, RECOVERY, RECOVERY_PLOT
 from glu_ray.vocab import PPL_WORD, STAGE, STATUS, TrialStatus, healed_key, is_own_metric, recover_key
 
 
@@ -86,6 +86,8 @@ def test_healed_trial_reports_before_and_after_and_the_healing_cost(setup, monke
     assert (setup[3] / "trial" / RECOVERY_PLOT).stat().st_size > 1000
     raw = json.loads((setup[3] / "trial" / "lm_eval_results.json").read_text())
     assert set(raw) == {"stage1", "stage3"}  # the healed stages' raw results never overwrite the pruned ones
+    items = json.loads((setup[3] / "trial" / ITEM_SCORES).read_text())
+    assert set(items) == {"stage1", "stage3"} and set(items["stage3"]) == {"tiny_mc"}
 
 
 def test_a_stopped_trial_does_not_heal(setup, monkeypatch):

@@ -102,7 +102,7 @@ def test_each_trial_run_has_its_lm_eval_results_config_and_widths(tracked, tmp_p
     for run in children:
         trial = next(t for t in result.trials if t.name == run.info.run_name)
         names = {f.path for f in client.list_artifacts(run.info.run_id)}
-        assert names == {"config.json", "widths.json", "lm_eval_results.json"}, run.info.run_name
+        assert names == {"config.json", "widths.json", "lm_eval_results.json", "item_scores.json"}, run.info.run_name
         local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
         assert json.loads((local / "config.json").read_text())["intermediate_size"] == trial.width.width
         widths = json.loads((local / "widths.json").read_text())
@@ -110,6 +110,10 @@ def test_each_trial_run_has_its_lm_eval_results_config_and_widths(tracked, tmp_p
         raw = json.loads((local / "lm_eval_results.json").read_text())
         assert set(raw) == {"stage1", "stage2"}
         assert "tiny_mc" in raw["stage1"]["results"] and "tiny_wikitext" in raw["stage2"]["results"]
+        items = json.loads((local / "item_scores.json").read_text())
+        assert set(items) == {"stage1"}  # stage 2's one benchmark is a perplexity: not a mean over items
+        scores = items["stage1"]["tiny_mc"]
+        assert sum(scores.values()) / len(scores) == pytest.approx(run.data.metrics["tiny_mc/acc_norm"])
 
 
 @pytest.mark.slow

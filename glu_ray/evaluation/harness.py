@@ -38,6 +38,10 @@ class EvalResult:
     seconds: float
     # benchmark name -> every (metric, filter) lm-eval reported for it, stderrs aside, in its order
     reported: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # benchmark name -> "<task>/<doc_id>" -> the primary metric on that item, for each benchmark whose
+    # primary metric is the mean over its items (not a perplexity or F1): what a paired comparison of
+    # two models on the same items reads (analysis.fragility)
+    items: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def task_manager(tasks_dirs: tuple[str, ...] = (), tasks: tuple[str, ...] = ()):
@@ -115,6 +119,7 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     reported: dict[str, tuple[tuple[str, str], ...]] = {}
+    items: dict[str, dict[str, float]] = {}
     calls = []
     limits = dict(limits or {})
     limit_of = lambda b: limits.get(b.name, limit)  # noqa: E731
@@ -128,10 +133,12 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
         calls.append((shots, out))
         metrics.update(flatten(group, out))
         reported.update({b.name: reported_metrics(b, out) for b in group})
+        items.update({b.name: scores for b in group if (scores := item_scores(b, out, metrics[b.key]))})
+        out.pop("samples", None)  # every prompt and answer: kept no longer than the scores above need
     raw = merge_raw(calls)
     raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "limits": limits, "seed": seed,
                       "gen_kwargs": dict(gen_kwargs or {})}
-    return EvalResult(metrics, _jsonable(raw), time.perf_counter() - started, reported)
+    return EvalResult(metrics, _jsonable(raw), time.perf_counter() - started, reported, items)
 
 
 def merge_raw(calls: list[tuple[int, dict]]) -> dict:
@@ -162,7 +169,7 @@ def _evaluate(model, tokenizer, suite: Suite, group: tuple[Benchmark, ...], shot
     try:
         return simple_evaluate(
             model=lm, tasks=[b.task for b in group], num_fewshot=shots, limit=limit,
-            task_manager=task_manager(suite.tasks_dirs, tuple(b.task for b in group)), log_samples=False, bootstrap_iters=bootstrap_iters,
+            task_manager=task_manager(suite.tasks_dirs, tuple(b.task for b in group)), log_samples=True, bootstrap_iters=bootstrap_iters,
             gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
             apply_chat_template=chat, fewshot_as_multiturn=chat,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
@@ -195,6 +202,32 @@ def flatten(benchmarks: Iterable[Benchmark], out: dict) -> dict[str, float]:
             raise GluRayError(f"lm-eval task {bench.task!r} reported no {bench.metric} ({bench.filter}); it reported: "
                               f"{', '.join(got) or 'nothing'}")
     return metrics
+
+
+def item_scores(bench: Benchmark, out: dict, reported: float) -> dict[str, float] | None:
+    """"<task>/<doc_id>" -> the benchmark's primary metric on that item, from lm-eval's logged
+    samples (a group's across its leaf tasks). None where those per-item values are not numbers
+    or do not average to the ``reported`` score: the metric is not a mean over items (a perplexity,
+    F1, a group not weighted by size), so there is nothing to pair item by item."""
+    samples = out.get("samples") or {}
+    scores: dict[str, float] = {}
+    for task in _leaf_tasks(bench.task, out.get("group_subtasks") or {}):
+        for sample in samples.get(task, ()):
+            value = sample.get(bench.metric)
+            if sample.get("filter") != bench.filter:
+                continue
+            if not isinstance(value, (bool, int, float)):
+                return None
+            scores[f"{task}/{sample['doc_id']}"] = float(value)
+    if not scores or not math.isclose(math.fsum(scores.values()) / len(scores), reported, rel_tol=1e-6, abs_tol=1e-9):
+        return None
+    return scores
+
+
+def _leaf_tasks(name: str, subtasks: Mapping[str, list]) -> list[str]:
+    if name not in subtasks:
+        return [name]
+    return [leaf for sub in subtasks[name] for leaf in _leaf_tasks(sub, subtasks)]
 
 
 def _table(bench: Benchmark, out: dict) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+from glu_ray.evaluation.harness import EvalResult
 from glu_ray.models.loading import free_memory, load_model
 from glu_ray.recovery import heal, healing_tokens
 from glu_ray.trials.config import TrialConfig
@@ -22,8 +23,8 @@ Stages = Iterator[tuple[int, dict, TrialStatus]]
 
 
 def with_healing(cfg: TrialConfig, model, tok, stages: Stages, evaluate: Callable[..., Stages],
-                 on_raw: Callable[[int, dict], None] | None = None) -> Stages:
-    """``stages``: the pruned model's. ``evaluate(model, on_raw=..., early_stop=False)`` runs the
+                 on_result: Callable[[int, EvalResult], None] | None = None) -> Stages:
+    """``stages``: the pruned model's. ``evaluate(model, on_result=..., early_stop=False)`` runs the
     same stages on another model. Yields (stage, metrics, status) like the trial's own stages."""
     spec = cfg.recovery
     tokens = healing_tokens(spec, tok)  # a bad healing text fails here, before any evaluation
@@ -45,8 +46,8 @@ def with_healing(cfg: TrialConfig, model, tok, stages: Stages, evaluate: Callabl
         free_memory()
     trial_artifacts.add_recovery(cfg.artifact_dir, spec, result)
     offset = last + 1
-    shifted = (lambda s, raw: on_raw(s + offset, raw)) if on_raw else None
+    shifted = (lambda s, result: on_result(s + offset, result)) if on_result else None
     cost = result.metrics()
-    for stage, metrics, status in evaluate(model, on_raw=shifted, early_stop=False):
+    for stage, metrics, status in evaluate(model, on_result=shifted, early_stop=False):
         yield stage + offset, {**cost, **{healed_key(k): v for k, v in metrics.items()}}, status
         cost = {}

@@ -22,7 +22,7 @@ import torch
 from glu_ray.errors import GluRayError
 from glu_ray.hub_repos import MODEL, Repo, endpoint, is_hub_id, unreachable
 from glu_ray.tracking import artifacts as trial_artifacts
-from glu_ray.evaluation.harness import run_suite
+from glu_ray.evaluation.harness import EvalResult, run_suite
 from glu_ray.evaluation.meter import Meter
 from glu_ray.evaluation.perplexity import fast_perplexity, load_documents
 from glu_ray.evaluation.suites import STAGES
@@ -59,7 +59,7 @@ def run_trial(config: dict) -> None:
             report = prune(model, ranking, cfg.width, bias_compensation=cfg.bias_compensation)
             ident.update({PARAMS_KEPT: report.params_after, RANKING_CACHED: int(cached), PRUNE_SECONDS: report.seconds})
         trial_artifacts.start(cfg.artifact_dir, model, cfg.width.intermediate)  # logged by the driver at the end
-        save_raw = functools.partial(trial_artifacts.add_lm_eval, cfg.artifact_dir)
+        save_stage = functools.partial(trial_artifacts.add_stage, cfg.artifact_dir)
 
         def send(stage: int, metrics: dict, status: TrialStatus) -> None:
             elapsed = time.perf_counter() - start  # load + prune + evaluation so far
@@ -68,10 +68,10 @@ def run_trial(config: dict) -> None:
 
         sink = trial_sink(cfg.name)  # progress lines to the driver's terminal, where it listens
         meter = Meter(sink) if sink else None
-        stages = evaluate_stages(cfg, model, tok, on_raw=save_raw, meter=meter)
+        stages = evaluate_stages(cfg, model, tok, on_result=save_stage, meter=meter)
         if cfg.recovery is not None:
             stages = with_healing(cfg, model, tok, stages, functools.partial(evaluate_stages, cfg, tok=tok, meter=meter),
-                                  save_raw)
+                                  save_stage)
         for stage, metrics, status in stages:
             measure = status is TrialStatus.COMPLETED and cfg.efficiency is not None
             # The evaluation's results are reported (and kept) before the efficiency stage runs.
@@ -122,10 +122,10 @@ def efficiency_stage(cfg: TrialConfig, model, tok) -> dict[str, float]:
     return result.metrics()
 
 
-def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], None] | None = None,
+def evaluate_stages(cfg: TrialConfig, model, tok, on_result: Callable[[int, EvalResult], None] | None = None,
                     early_stop: bool = True, meter: Meter | None = None):
     """Yield (stage, metrics, TrialStatus) after each stage; RUNNING until the last.
-    ``on_raw(stage, results)`` gets lm-eval's raw results of each stage before it is yielded.
+    ``on_result(stage, result)`` gets each stage's EvalResult before the stage is yielded.
     ``early_stop=False`` (a healed model) runs every stage whatever stage 0 measures. A ``meter``
     counts tokens and requests inside each stage (progress lines)."""
     suite = cfg.eval.load_suite()
@@ -149,8 +149,8 @@ def evaluate_stages(cfg: TrialConfig, model, tok, on_raw: Callable[[int, dict], 
                                                        **settings),
                                  cfg.eval.batch_size)
         last = i == len(stages)
-        if on_raw:
-            on_raw(i, result.raw)
+        if on_result:
+            on_result(i, result)
         yield i, {**result.metrics, eval_seconds_key(i): result.seconds}, \
             TrialStatus.COMPLETED if last else TrialStatus.RUNNING
 

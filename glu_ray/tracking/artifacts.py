@@ -8,6 +8,9 @@ ends:
     config.json          the pruned model's Hugging Face config (intermediate_size = its width)
     widths.json          the GLU width of every layer, before and after pruning
     lm_eval_results.json lm-eval's raw results, one entry per evaluation stage
+    item_scores.json     each benchmark's primary metric item by item, one entry per evaluation
+                         stage (where the metric is a mean over items): what a paired bootstrap of
+                         two models on the same items reads (analysis.fragility)
     efficiency.json      the efficiency stage's full record (--measure-efficiency): every
                          measurement with its repeats' range, and what each counter measured or
                          why it was unavailable
@@ -25,6 +28,7 @@ from pathlib import Path
 from glu_ray.models.loading import glu_layers
 
 CONFIG, WIDTHS, LM_EVAL, EFFICIENCY = "config.json", "widths.json", "lm_eval_results.json", "efficiency.json"
+ITEM_SCORES = "item_scores.json"
 RECOVERY, RECOVERY_PLOT = "recovery.json", "recovery_loss.png"
 
 
@@ -41,13 +45,19 @@ def start(folder: str | None, model, original_width: int) -> None:
     _write_json(path / WIDTHS, {"original": original_width, "layers": widths})
 
 
-def add_lm_eval(folder: str | None, stage: int, raw: dict) -> None:
-    """Merge one stage's lm-eval results into the trial's results file."""
+def add_stage(folder: str | None, stage: int, result) -> None:
+    """Merge one stage's lm-eval results (an EvalResult) into the trial's results file, and its
+    item scores into the item-scores file."""
     if not folder:
         return
-    path = Path(folder) / LM_EVAL
+    _merge(Path(folder) / LM_EVAL, f"stage{stage}", result.raw)
+    if result.items:
+        _merge(Path(folder) / ITEM_SCORES, f"stage{stage}", result.items)
+
+
+def _merge(path: Path, key: str, value) -> None:
     merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[f"stage{stage}"] = raw
+    merged[key] = value
     _write_json(path, merged)
 
 
