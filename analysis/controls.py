@@ -15,6 +15,8 @@ perplexity). A run with no random control in its model is left out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -50,10 +52,11 @@ def _interp_log(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
 
 def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
     """Runs that differ only by seed (the random control's replicates: ``--control-seeds``) become one
-    row per benchmark: the mean score, its stderr sqrt(sum se^2) / n, and ``replicates`` = n. Runs
+    row per benchmark: the mean score, its stderr sqrt(sum se^2) / n, each item's mean score where
+    every replicate kept its items, and ``replicates`` = n. Runs
     with another status stay apart (a seed stopped as catastrophic is not averaged with one that ran
     on). A table without replicates comes back as it is."""
-    pooled = ("score", "stderr", "stderr_source", *COST_COLUMNS)
+    pooled = ("score", "stderr", "stderr_source", "items", *COST_COLUMNS)
     keys = [c for c in df.columns if c not in pooled]
     if df.empty or not df.duplicated(keys).any():
         return df
@@ -62,8 +65,18 @@ def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
         aggs["stderr"] = ("stderr", lambda s: np.sqrt((s ** 2).sum(min_count=1)) / len(s))
     if "stderr_source" in df.columns:
         aggs["stderr_source"] = ("stderr_source", "first")
+    if "items" in df.columns:
+        aggs["items"] = ("items", _mean_items)
     out = df.groupby(keys, dropna=False, sort=False).agg(**aggs, replicates=("score", "size")).reset_index()
     return out[[*df.columns, "replicates"]]
+
+
+def _mean_items(replicates: pd.Series) -> dict | None:
+    """Item -> the replicates' mean score, over the items they all kept (None unless each kept its)."""
+    if not all(isinstance(items, Mapping) for items in replicates):
+        return None
+    shared = set.intersection(*(set(items) for items in replicates))
+    return {k: sum(items[k] for items in replicates) / len(replicates) for k in sorted(shared)}
 
 
 def versus_random(df: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,8 @@ aligned on expansion ratio (rounded to 2 decimals), never on pruning %: 2.4x is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,7 @@ GROUP = ["model", "size", "variant", "method"]
 NEAR_CHANCE = 0.02  # a baseline this close to chance has no headroom to normalise by
 BREAK = 0.5  # "broken" = below half of the baseline's headroom
 N_BOOT = 1000
+MIN_PAIRED = 10  # fewer shared items than this: their bootstrap is too coarse, use the stderrs
 
 
 def _retention(score, base, chance, lower, near):
@@ -107,18 +110,48 @@ def curves(ret: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return out
 
 
-def retention_draws(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
-    """[n, points] retention resampled from Normal(score, stderr), one baseline draw per row shared
-    by every point (they all divide by it). Missing stderrs add no noise."""
-    first = curve.iloc[0]  # the baseline anchor
-    base = first["base_score"] + rng.standard_normal((n, 1)) * np.nan_to_num(first["base_stderr"])
-    score = curve["score"].to_numpy() + rng.standard_normal((n, len(curve))) * np.nan_to_num(curve["stderr"].to_numpy())
+def retention_draws(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """([n, points] retention draws, items paired). Where every scored point of the curve kept its
+    scores item by item, a paired bootstrap: each draw resamples the items the points share, the
+    same resample for every point, so what the baseline and a pruned model both got right (or
+    wrong) cancels out of their difference. Else each score is drawn from Normal(score, stderr),
+    one baseline draw per row shared by every point (they all divide by it); missing stderrs add
+    no noise, and items paired is 0."""
+    paired = _paired_scores(curve, n, rng)
+    if paired is not None:
+        score, shared = paired
+        base = score[:, :1]  # the baseline anchor is the curve's first point
+    else:
+        first, shared = curve.iloc[0], 0
+        base = first["base_score"] + rng.standard_normal((n, 1)) * np.nan_to_num(first["base_stderr"])
+        score = curve["score"].to_numpy() + rng.standard_normal((n, len(curve))) * np.nan_to_num(curve["stderr"].to_numpy())
     chance = np.nan_to_num(curve["chance"].to_numpy())
     draws = _retention(score, base, chance, (curve["direction"] == "lower").to_numpy(),
                        (curve["form"] == "ratio").to_numpy())
     draws[:, curve["is_base"].to_numpy(bool)] = 1.0
     draws[:, curve["score"].isna().to_numpy()] = 0.0  # stopped as catastrophic: the floor
-    return draws
+    return draws, shared
+
+
+def _paired_scores(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
+    """[n, points] scores, each draw the mean over one resample of the items every scored point
+    shares (a point never scored gets 0: it is the floor anyway), and how many items that is; None
+    where a scored point has no items, or they share fewer than MIN_PAIRED."""
+    scored = curve["score"].notna().to_numpy()
+    kept = [items for items, ok in zip(curve["items"] if "items" in curve else [None] * len(curve), scored) if ok]
+    if not kept or not all(isinstance(items, Mapping) for items in kept):
+        return None
+    shared = sorted(set.intersection(*(set(items) for items in kept)))
+    if len(shared) < MIN_PAIRED:
+        return None
+    table = np.zeros((len(curve), len(shared)))
+    for row, (items, ok) in enumerate(zip(curve["items"], scored)):
+        if ok:
+            table[row] = [items[k] for k in shared]
+    # How often each draw picks each item (a resample with replacement), so a suite of thousands of
+    # items never builds a [points, draws, items] array.
+    counts = rng.multinomial(len(shared), np.full(len(shared), 1 / len(shared)), size=n)
+    return counts @ table.T / len(shared), len(shared)
 
 
 def mean_retention(ratios: np.ndarray, draws: np.ndarray) -> np.ndarray:
@@ -143,7 +176,7 @@ def score_curves(ret: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> t
     rows, mean_draws, point_se = [], {}, {}
     for key, curve in curves(ret).items():
         ratios = curve["ratio"].to_numpy(float)
-        draws = retention_draws(curve, n_boot, rng)
+        draws, paired = retention_draws(curve, n_boot, rng)
         means = mean_retention(ratios, draws)
         mean_draws[key], point_se[key] = means, draws.std(axis=0)
         est = float(mean_retention(ratios, curve["retention"].to_numpy(float)))
@@ -151,10 +184,10 @@ def score_curves(ret: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> t
         rows.append({**dict(zip(CURVE, key)), "capability": curve["capability"].iloc[-1],
                      "mean_retention": est, "fragility": 1 - est, "lo": 1 - hi, "hi": 1 - lo,
                      "break_ratio": break_ratio(ratios, curve["retention"].to_numpy(float)),
-                     "points": len(curve) - 1})
+                     "points": len(curve) - 1, "paired_items": paired})
     # Explicit columns: with no scorable curve (e.g. every baseline at chance) the frame is empty
     # but still has its shape, so the hierarchy comes out empty instead of failing.
-    columns = [*CURVE, "capability", "mean_retention", "fragility", "lo", "hi", "break_ratio", "points"]
+    columns = [*CURVE, "capability", "mean_retention", "fragility", "lo", "hi", "break_ratio", "points", "paired_items"]
     return pd.DataFrame(rows, columns=columns), mean_draws, point_se
 
 

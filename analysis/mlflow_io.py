@@ -12,6 +12,7 @@ from analysis.tidy import tidy_frame
 from analysis.trials import trial_rows
 from glu_ray.errors import GluRayError
 from glu_ray.trials.config import TrialConfig
+from glu_ray.tracking.artifacts import ITEM_SCORES
 from glu_ray.tracking.runs import log_report_folder
 from glu_ray.vocab import ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, TrialStatus, role_filter
 
@@ -56,22 +57,28 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
         if TRIAL_CONFIG_TAG not in tags:
             raise GluRayError(f"trial run {run.info.run_id} has no {TRIAL_CONFIG_TAG} tag: not written by glu-ray's sweep")
         cfg = TrialConfig.from_dict(json.loads(tags[TRIAL_CONFIG_TAG]))
-        rows += trial_rows(cfg, run.data.metrics, TrialStatus(tags.get(STATUS_TAG, TrialStatus.COMPLETED)), plans)
+        rows += trial_rows(cfg, run.data.metrics, TrialStatus(tags.get(STATUS_TAG, TrialStatus.COMPLETED)), plans,
+                           _artifact_json(client, run.info.run_id, ITEM_SCORES))
     return tidy_frame(rows)
+
+
+def _artifact_json(client, run_id: str, name: str) -> dict:
+    """A run's JSON artifact ``name``, or {} where it has none or it cannot be read."""
+    if name not in {f.path for f in client.list_artifacts(run_id)}:
+        return {}
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return json.loads(Path(client.download_artifacts(run_id, name)).read_text())
+    except (MlflowException, OSError, ValueError):
+        return {}
 
 
 def _items_plans(client, experiment_id: str) -> dict:
     """The latest sweep run's items_by_power.json (every run of a --items-by-power sweep logs its
     plans, a rerun's read from the ledger), else {}: every benchmark stays in."""
     run_id = _latest_sweep_run(client, experiment_id)
-    if run_id is None or ITEMS_PLAN not in {f.path for f in client.list_artifacts(run_id)}:
-        return {}
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return json.loads(Path(client.download_artifacts(run_id, ITEMS_PLAN)).read_text())
-    except (MlflowException, OSError, ValueError):  # unreadable: every benchmark stays in
-        return {}
+    return {} if run_id is None else _artifact_json(client, run_id, ITEMS_PLAN)  # unreadable: every benchmark stays in
 
 
 def _latest_sweep_run(client, experiment_id: str) -> str | None:

@@ -19,16 +19,20 @@ from analysis.tidy import BASELINE
 from glu_ray.errors import GluRayError
 
 HIERARCHY_COLUMNS = ["model", "variant", "method", "rank", "tier", "benchmark", "capability",
-                     "fragility", "lo", "hi", "break_ratio", "tied_with"]
+                     "fragility", "lo", "hi", "paired_items", "break_ratio", "tied_with"]
 CAPABILITY_COLUMNS = ["model", "variant", "method", "rank", "tier", "capability", "fragility", "lo", "hi",
                       "benchmarks", "tied_with"]
 
 INTRO = """Retention: 1 = the unpruned model, 0 = chance (accuracies: (score - chance) / (baseline - chance),
 or score / baseline when the baseline sits within 0.02 or two stderrs of chance; perplexities:
 ln(baseline) / ln(score), the ratio of cross-entropies). Fragility = 1 - mean retention over the
-expansion ratios measured (area under the curve / range), 95% bootstrap interval from the stderrs
-(where a source reported none, an accuracy over a known number of items gets the binomial
-sqrt(p(1-p)/n), marked "binomial" under Standard errors; others get a zero-width interval). Break =
+expansion ratios measured (area under the curve / range), with a 95% bootstrap interval. Where every
+run of a curve kept its scores item by item (a sweep's trials do), the bootstrap is paired: each
+draw resamples the items all its runs share, so what the baseline and a pruned model both got
+right cancels out of their difference (paired_items: how many). Else the scores are drawn from
+their stderrs, each independently (where a source reported none, an accuracy over a known number of
+items gets the binomial sqrt(p(1-p)/n), marked "binomial" under Standard errors; others get a
+zero-width interval). Break =
 the widest ratio with retention below 0.5. Benchmarks share a tier when their interval overlaps the
 tier head's. A benchmark whose baseline is not above chance by 2 stderrs (and 0.02) measures nothing
 pruning can take away: it is left out of the hierarchies, and listed with its numbers."""
@@ -191,7 +195,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections))
     for name in ("retention", "hierarchy", "capabilities", "shapes", "hypotheses", "left_out"):
-        getattr(a, name).to_csv(out / f"{name}.csv", index=False)
+        getattr(a, name).drop(columns="items", errors="ignore").to_csv(out / f"{name}.csv", index=False)
     delta_table(a.retention).to_csv(out / "deltas.csv", index=False)
     points.to_csv(out / "stop_audit_runs.csv", index=False)
     summary.to_csv(out / "stop_audit.csv", index=False)

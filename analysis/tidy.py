@@ -22,6 +22,7 @@ COLUMNS = (
     "stderr_source",
     "decode_tok_s", "params", "energy_j_per_tok", "healing",
     "planned_out",  # why the sweep's items plan left this benchmark out of the model's hierarchy ("" : kept)
+    "items",  # {item: score} where the source kept the score item by item (a sweep's trials), else None
 )
 # Run-level costs (analysis.pareto), NaN where the source did not measure them: a sweep run with
 # --measure-efficiency has all three (energy only where the device has a counter).
@@ -48,10 +49,12 @@ class RunInfo:
 
 
 def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],
-          *, keep_missing: bool = False, binomial: bool = False) -> list[dict]:
+          *, keep_missing: bool = False, binomial: bool = False,
+          items: Mapping[str, Mapping[str, float]] | None = None) -> list[dict]:
     """Tidy rows for the benchmarks in ``meta`` that ``values`` scores (all of them if keep_missing:
     a trial stopped early still says which benchmarks it never reached). ``binomial``: a missing
-    stderr of an accuracy over a known number of items becomes the binomial one, marked as such."""
+    stderr of an accuracy over a known number of items becomes the binomial one, marked as such.
+    ``items``: benchmark -> {item: score}, the scores item by item where the source kept them."""
     rows = []
     for bench in meta.values():
         score = number(values.get(bench.key))
@@ -71,6 +74,7 @@ def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, Ben
             "direction": bench.direction,
             "chance": bench.chance,
             "score_name": bench.key.partition("/")[2],
+            "items": (items or {}).get(bench.name),
         })
     return rows
 

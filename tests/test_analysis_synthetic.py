@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -123,19 +124,67 @@ def test_retention_draws_without_noise_are_each_forms_retention():
                "near": [1] + [s / 0.505 for s in (0.50, 0.45, 0.40)]}
     for bench, curve in _curves(0.0, stopped_last=True).items():
         assert curve["form"].iloc[1] == {"hellaswag": "chance", "wikitext": "log", "near": "ratio"}[bench]
-        draws = F.retention_draws(curve, 5, np.random.default_rng(0))
-        assert draws.shape == (5, 4)
+        draws, paired = F.retention_draws(curve, 5, np.random.default_rng(0))
+        assert draws.shape == (5, 4) and paired == 0  # no item scores: drawn from the stderrs
         np.testing.assert_allclose(draws, np.broadcast_to(by_hand[bench], (5, 4)), rtol=1e-12)
 
 
 def test_retention_draws_resample_score_and_baseline():
     curve = _curves(0.01)["hellaswag"]
-    draws = F.retention_draws(curve, 20_000, np.random.default_rng(0))
+    draws, _ = F.retention_draws(curve, 20_000, np.random.default_rng(0))
     # At 0.58: r = (s - c) / (b - c), so var r ~ se^2 / h^2 + (s - c)^2 se^2 / h^4 (both resampled)
     h, d, se = 0.45, 0.33, 0.01
     assert draws[:, 2].mean() == pytest.approx(d / h, abs=2e-3)
     assert draws[:, 2].std() == pytest.approx(math.sqrt(se**2 / h**2 + d**2 * se**2 / h**4), rel=0.05)
     assert (draws[:, 0] == 1).all()  # the baseline anchors every curve at 1
+
+
+def _paired_curve(pruned_items: list, chance: float = 0.0) -> pd.DataFrame:
+    return next(iter(F.curves(F.retention(_paired_rows(pruned_items, chance))).values()))
+
+
+def _paired_rows(pruned_items: list, chance: float = 0.0) -> pd.DataFrame:
+    """A baseline right on items 0-199 of 400, and pruned models given by their item scores (None:
+    a trial stopped before it scored any); each row's stderr is the binomial one."""
+    base = np.r_[np.ones(200), np.zeros(200)]
+    points = [base, *pruned_items]
+    scores = [float(np.mean(p)) if p is not None else float("nan") for p in points]
+    rows = bench_rows("lambada", "in-context", chance, "higher", scores[0], scores[1:])
+    for row, p in zip(rows, points):
+        row |= {"stderr": math.sqrt(row["score"] * (1 - row["score"]) / 400) if p is not None else float("nan"),
+                "items": None if p is None else {f"lambada/{i}": float(v) for i, v in enumerate(p)}}
+        if p is None:
+            row["status"] = "stopped: catastrophic"
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def test_paired_draws_cancel_what_the_baseline_and_the_pruned_model_share():
+    same = np.r_[np.ones(200), np.zeros(200)]
+    loses_50 = np.r_[np.ones(150), np.zeros(250)]  # right on 150 of the baseline's 200, nothing new
+    draws, paired = F.retention_draws(_paired_curve([same, loses_50, None]), 20_000, np.random.default_rng(0))
+    assert paired == 400
+    assert (draws[:, 1] == 1).all()  # answers exactly as the baseline: retention 1 in every resample
+    assert (draws[:, 3] == 0).all()  # stopped as catastrophic: the floor
+    # r = kept / baseline's right among each resample's items: ~ Binomial(200, 0.75) / 200
+    assert draws[:, 2].mean() == pytest.approx(0.75, abs=2e-3)
+    assert draws[:, 2].std() == pytest.approx(math.sqrt(0.75 * 0.25 / 200), rel=0.05)
+    unpaired = math.sqrt((0.375 * 0.625 / 400) / 0.25 + 0.375**2 * (0.25 / 400) / 0.5**4)
+    assert draws[:, 2].std() < unpaired / 1.8  # what treating the two scores as independent would say
+
+
+def test_paired_draws_need_every_scored_point_to_have_its_items():
+    curve = _paired_curve([np.r_[np.ones(150), np.zeros(250)]] * 3)
+    curve.at[2, "items"] = None  # one trial from a source that kept no item scores
+    assert F.retention_draws(curve, 10, np.random.default_rng(0))[1] == 0
+    few = {k: v for k, v in list(curve.at[1, "items"].items())[:F.MIN_PAIRED - 1]}
+    curve["items"] = [few] * len(curve)
+    assert F.retention_draws(curve, 10, np.random.default_rng(0))[1] == 0  # too few shared items to resample
+
+
+def test_curve_scores_say_how_their_interval_was_drawn():
+    scores = F.score_curves(F.retention(_paired_rows([np.r_[np.ones(150), np.zeros(250)]] * 3)), n_boot=200)[0]
+    assert scores["paired_items"].tolist() == [400]
+    assert F.score_curves(F.retention(pd.DataFrame(synthetic(), columns=list(COLUMNS))), n_boot=20)[0]["paired_items"].eq(0).all()
 
 
 def test_mean_retention_is_the_area_over_the_ratio_span():
@@ -169,6 +218,9 @@ def _log_sweep(uri: str, experiment: str) -> str:
             acc = {4.0: 0.6, 3.2: 0.45, 2.4: 0.35}[ratio]
             client.log_metric(run, "mmlu/acc", acc, step=2)
             client.log_metric(run, "mmlu/acc_stderr", 0.004, step=2)
+            right = round(acc * 20)  # the trial's item scores: its accuracy, item by item
+            client.log_dict(run, {"stage2": {"mmlu": {f"mmlu_x/{i}": float(i < right) for i in range(20)}}},
+                            "item_scores.json")
     return parent
 
 
@@ -182,6 +234,9 @@ def test_mlflow_sweep_loads_and_report_is_logged_to_parent(tmp_path):
     assert df.loc[df["method"] == "baseline", "size"].iloc[0] == "1.24B"
     stopped = df[df["status"] == "stopped: catastrophic"]
     assert stopped.loc[stopped["benchmark"] == "mmlu", "score"].isna().all()  # never reached
+    items = df[(df["benchmark"] == "mmlu") & (df["status"] == "completed")].set_index("expansion_ratio")["items"]
+    assert {r: sum(v.values()) for r, v in items.items()} == {4.0: 12, 3.2: 9, 2.4: 7}
+    assert df.loc[df["benchmark"] == "wikitext", "items"].isna().all()  # a perplexity: no item scores
 
     assert main(["report", "--experiment", "sweep-a", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
     from mlflow import MlflowClient
@@ -190,6 +245,9 @@ def test_mlflow_sweep_loads_and_report_is_logged_to_parent(tmp_path):
     ret = pd.read_csv(tmp_path / "r" / "retention.csv")
     floor = ret[(ret["benchmark"] == "mmlu") & (ret["ratio"] == 1.6)]
     assert floor["retention"].tolist() == [0.0]  # the stopped trial counts as broken
+    assert "items" not in ret  # item by item they stay in MLflow: the CSV keeps one row a point
+    hier = pd.read_csv(tmp_path / "r" / "hierarchy.csv").set_index("benchmark")
+    assert hier.at["mmlu", "paired_items"] == 20 and hier.at["wikitext", "paired_items"] == 0
 
 
 def test_what_the_items_plan_left_out_stays_out_though_its_floor_items_look_above_chance(tmp_path, monkeypatch):
@@ -221,6 +279,10 @@ def test_what_the_items_plan_left_out_stays_out_though_its_floor_items_look_abov
     rows = {cfg.key: {"mmlu/acc": 0.6, "status": "completed"}}
     assert from_sweep([cfg], rows, plans)["planned_out"].tolist() == [reason]
     assert from_sweep([cfg], rows)["planned_out"].tolist() == [""]
+    folder = tmp_path / "trial"  # the sweep's own path reads the trial's item scores from its folder
+    folder.mkdir()
+    (folder / "item_scores.json").write_text(json.dumps({"stage1": {"mmlu": {"mmlu_x/0": 1.0, "mmlu_x/1": 0.0}}}))
+    assert from_sweep([replace(cfg, artifact_dir=str(folder))], rows)["items"].tolist() == [{"mmlu_x/0": 1.0, "mmlu_x/1": 0.0}]
 
     from analysis import plots
 

@@ -91,3 +91,20 @@ def test_seeds_are_pooled_into_one_point_per_width(frame):
     assert at80["stderr"].item() == pytest.approx(math.sqrt(2 * 0.01 ** 2) / 2)
     assert len(pooled) == len(frame) - 3  # the second seed's three rows folded in
     assert (pooled.drop(columns="replicates").columns == frame.columns).all()
+
+
+def test_seeds_item_scores_are_pooled_item_by_item(frame):
+    from analysis.controls import pool_replicates
+
+    random80 = (frame["method"] == "random") & (frame["width"] == 80) & (frame["benchmark"] == "piqa")
+    first, second = frame.index[random80]
+    frame["items"] = None
+    frame.at[first, "items"] = {"piqa/0": 1.0, "piqa/1": 0.0, "piqa/2": 1.0}
+    frame.at[second, "items"] = {"piqa/0": 0.0, "piqa/1": 0.0}  # scored on fewer items: their shared two pool
+    at80 = pool_replicates(frame)
+    assert at80.loc[(at80["method"] == "random") & (at80["width"] == 80) & (at80["benchmark"] == "piqa"),
+                    "items"].item() == {"piqa/0": 0.5, "piqa/1": 0.0}
+    frame.at[second, "items"] = None  # a replicate without its items: the pooled point has none either
+    pooled = pool_replicates(frame)
+    assert pooled.loc[(pooled["method"] == "random") & (pooled["width"] == 80) & (pooled["benchmark"] == "piqa"),
+                      "items"].isna().all()
