@@ -25,8 +25,10 @@ from analysis.tidy import COST_COLUMNS
 from glu_ray.trials.stop_rule import CONTROL_METRIC
 from glu_ray.vocab import BASELINE, NOT_HEALED, TrialStatus
 
+LABELS = ("same_width", "same_ppl")
 COLUMNS = ("model", "method", "benchmark", "capability", "width", "pruning_pct", "stage0_ppl", "score",
-           "random_same_width", "random_same_ppl", "advantage_same_width", "advantage_same_ppl")
+           "random_same_width", "random_same_ppl", "advantage_same_width", "advantage_same_ppl",
+           "se_same_width", "se_same_ppl", "paired_same_width", "paired_same_ppl")
 
 
 def _completed_pruned(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,16 +40,6 @@ def _stage0(df: pd.DataFrame) -> pd.Series:
     """(model, method, width) -> the run's stage-0 word perplexity (mean over seeds)."""
     rows = df[df["benchmark"] == STAGE0.name]
     return rows.groupby(["model", "method", "width"])["score"].mean()
-
-
-def _interp_log(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
-    """ys at x, linear in log x between the measured points; NaN outside them (no extrapolation)."""
-    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0)
-    xs, ys = xs[keep], ys[keep]
-    if not np.isfinite(x) or x <= 0 or len(xs) == 0 or not xs.min() <= x <= xs.max():
-        return float("nan")
-    order = np.argsort(xs)
-    return float(np.interp(np.log(x), np.log(xs[order]), ys[order]))
 
 
 def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
@@ -81,42 +73,79 @@ def _mean_items(replicates: pd.Series) -> dict | None:
 
 def versus_random(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (completed pruned run of a non-random metric, benchmark) with random's scores at
-    the same width and at the same stage-0 perplexity, and the signed advantages (see module doc)."""
-    runs = _completed_pruned(df)
+    the same width and at the same stage-0 perplexity, the signed advantages (see module doc) and
+    their stderrs: paired item by item where the run and random's runs kept their items."""
+    runs = pool_replicates(_completed_pruned(df))
     ppl = _stage0(runs)
     scores = runs[runs["benchmark"] != STAGE0.name]
-    control = scores[scores["method"] == CONTROL_METRIC].groupby(["model", "benchmark", "width"])["score"].mean()
     out = []
-    for (model, method, width, bench), group in scores.groupby(["model", "method", "width", "benchmark"]):
-        if method == CONTROL_METRIC or model not in control.index.get_level_values(0):
-            continue
-        if bench not in control.loc[model].index.get_level_values(0):
-            continue
-        row = group.iloc[0]
-        sign = 1.0 if row["direction"] == "higher" else -1.0
-        mine = float(group["score"].mean())
-        rand = control.loc[(model, bench)]  # width -> random's score
-        same_width = float(rand.get(width, np.nan))
-        rand_ppl = np.array([ppl.get((model, CONTROL_METRIC, w), np.nan) for w in rand.index], dtype=float)
-        here = float(ppl.get((model, method, width), np.nan))
-        same_ppl = _interp_log(here, rand_ppl, rand.to_numpy(dtype=float))
-        out.append({"model": model, "method": method, "benchmark": bench, "capability": row["capability"],
-                    "width": width, "pruning_pct": row["pruning_pct"], "stage0_ppl": here, "score": mine,
-                    "random_same_width": same_width, "random_same_ppl": same_ppl,
-                    "advantage_same_width": sign * (mine - same_width), "advantage_same_ppl": sign * (mine - same_ppl)})
+    for (model, bench), rand in scores[scores["method"] == CONTROL_METRIC].groupby(["model", "benchmark"]):
+        rand = rand.sort_values("width").reset_index(drop=True)  # one row a width: seeds are pooled
+        rand_ppl = np.array([ppl.get((model, CONTROL_METRIC, w), np.nan) for w in rand["width"]], dtype=float)
+        mine = scores[(scores["model"] == model) & (scores["benchmark"] == bench) & (scores["method"] != CONTROL_METRIC)]
+        for run in mine.itertuples(index=False):
+            here = float(ppl.get((model, run.method, run.width), np.nan))
+            same_width = {i: 1.0 for i in np.flatnonzero(rand["width"].to_numpy() == run.width)}
+            out.append({"model": model, "method": run.method, "benchmark": bench, "capability": run.capability,
+                        "width": run.width, "pruning_pct": run.pruning_pct, "stage0_ppl": here, "score": run.score,
+                        **_versus(run, rand, same_width, "same_width"),
+                        **_versus(run, rand, _interp_weights(here, rand_ppl), "same_ppl")})
     return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def _interp_weights(x: float, xs: np.ndarray) -> dict[int, float]:
+    """Position -> weight of the measured points whose blend is the value at ``x``, linear in log x
+    between its two neighbours ({} outside them: no extrapolation)."""
+    keep = np.flatnonzero(np.isfinite(xs) & (xs > 0))
+    if not np.isfinite(x) or x <= 0 or keep.size == 0 or not xs[keep].min() <= x <= xs[keep].max():
+        return {}
+    order = keep[np.argsort(xs[keep])]
+    hi = int(np.searchsorted(xs[order], x))
+    if xs[order[hi]] == x:
+        return {int(order[hi]): 1.0}
+    lo_i, hi_i = int(order[hi - 1]), int(order[hi])
+    t = (np.log(x) - np.log(xs[lo_i])) / (np.log(xs[hi_i]) - np.log(xs[lo_i]))
+    return {lo_i: float(1 - t), hi_i: float(t)}
+
+
+def _versus(run, rand: pd.DataFrame, weights: dict[int, float], label: str) -> dict[str, float]:
+    """Random's blended score, the run's signed advantage over it and that advantage's stderr: from
+    the item-by-item differences where the run and the blended runs share items, else from their
+    stderrs as independent."""
+    if not weights:
+        nan = float("nan")
+        return {f"random_{label}": nan, f"advantage_{label}": nan, f"se_{label}": nan, f"paired_{label}": 0}
+    sign = 1.0 if run.direction == "higher" else -1.0
+    control = sum(w * rand.at[i, "score"] for i, w in weights.items())
+    items = [run.items, *(rand.at[i, "items"] for i in weights)] if "items" in rand else [None]
+    shared = sorted(set.intersection(*map(set, items))) if all(isinstance(x, Mapping) for x in items) else []
+    if len(shared) > 1:
+        diffs = np.array([run.items[k] - sum(w * rand.at[i, "items"][k] for i, w in weights.items()) for k in shared])
+        se = float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
+    else:
+        se = float(np.sqrt(run.stderr ** 2 + sum((w * rand.at[i, "stderr"]) ** 2 for i, w in weights.items())))
+    return {f"random_{label}": float(control), f"advantage_{label}": float(sign * (run.score - control)),
+            f"se_{label}": se, f"paired_{label}": len(shared) if len(shared) > 1 else 0}
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method, benchmark): the mean advantage over random at equal width and at equal
-    perplexity, and over how many widths each was measured."""
+    perplexity, over how many widths each was measured, and the strongest width's z (advantage /
+    its stderr, signed: |z| > 2 is a difference beyond noise at that width)."""
+    columns = ["model", "method", "benchmark"] + [f"{c}_{label}" for label in LABELS
+                                                  for c in ("mean_advantage", "widths", "strongest_z")]
     if table.empty:
-        return pd.DataFrame(columns=["model", "method", "benchmark", "mean_advantage_same_width", "widths_same_width",
-                                     "mean_advantage_same_ppl", "widths_same_ppl"])
-    grouped = table.groupby(["model", "method", "benchmark"])
-    return pd.DataFrame({
-        "mean_advantage_same_width": grouped["advantage_same_width"].mean(),
-        "widths_same_width": grouped["advantage_same_width"].count(),
-        "mean_advantage_same_ppl": grouped["advantage_same_ppl"].mean(),
-        "widths_same_ppl": grouped["advantage_same_ppl"].count(),
-    }).reset_index()
+        return pd.DataFrame(columns=columns)
+    parts = {}
+    for label in LABELS:
+        z = table.assign(z=table[f"advantage_{label}"] / table[f"se_{label}"].where(table[f"se_{label}"] > 0))
+        grouped = z.groupby(["model", "method", "benchmark"])
+        parts[f"mean_advantage_{label}"] = grouped[f"advantage_{label}"].mean()
+        parts[f"widths_{label}"] = grouped[f"advantage_{label}"].count()
+        parts[f"strongest_z_{label}"] = grouped["z"].agg(_strongest)
+    return pd.DataFrame(parts).reset_index()[columns]
+
+
+def _strongest(z: pd.Series) -> float:
+    z = z.dropna()
+    return float(z.loc[z.abs().idxmax()]) if len(z) else float("nan")

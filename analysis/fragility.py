@@ -72,7 +72,9 @@ def informative(base, chance, base_stderr) -> np.ndarray:
 def planned_out(df: pd.DataFrame) -> pd.Series:
     """Why the sweep's items plan left each row's benchmark out ("" where it did not, or where the
     table has no such column: a frame built by hand)."""
-    return df["planned_out"].fillna("") if "planned_out" in df else pd.Series("", index=df.index)
+    if "planned_out" not in df:
+        return pd.Series("", index=df.index)
+    return pd.Series([v if isinstance(v, str) else "" for v in df["planned_out"]], index=df.index)
 
 
 LEFT_OUT = ["model", "variant", "benchmark", "capability", "score", "chance", "stderr", "why"]

@@ -49,7 +49,11 @@ interpolated in log perplexity between its measured widths; no extrapolation, so
 random's range has no equal-perplexity point). Advantage > 0: better than random (higher accuracy,
 lower perplexity). A metric can beat random at equal width only because it prunes more gently:
 the equal-perplexity column says whether it keeps more capability for the same language-modelling
-loss. Every run is in versus_random.csv."""
+loss. Each advantage has a stderr: where the run and random's runs kept their scores item by item,
+from the item-by-item differences on the items they share (paired: the items both answer alike
+cancel out); else from the scores' stderrs as independent. strongest_z: the width whose advantage
+is the most stderrs from zero, signed (|z| > 2: beyond noise at that width; across many widths and
+benchmarks a few such are expected by chance). Every run is in versus_random.csv."""
 PARETO_COLUMNS = ["model", "variant", "method", "ratio", "pruning_pct", "retention", "lo", "hi", "benchmarks",
                   "decode_tok_s", "params", "energy_j_per_tok", "front"]
 

@@ -89,7 +89,8 @@ def number(value) -> float:
 
 def tidy_frame(rows: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    return df.assign(planned_out=df["planned_out"].fillna(""))  # sources without an items plan keep all
+    # sources without an items plan keep all ("" : kept; a column of NaN alone would be float)
+    return df.assign(planned_out=[v if isinstance(v, str) else "" for v in df["planned_out"]])
 
 
 def size_label(num_params: float) -> str:

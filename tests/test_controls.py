@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from analysis.controls import summary, versus_random
@@ -52,13 +53,14 @@ def test_perplexity_interpolates_in_log_and_never_extrapolates(frame):
 
 
 def test_log_interpolation_between_points():
-    from analysis.controls import _interp_log
+    from analysis.controls import _interp_weights
 
     import numpy as np
 
-    xs, ys = np.array([10.0, 40.0]), np.array([0.6, 0.4])
-    assert _interp_log(20.0, xs, ys) == pytest.approx(0.5)  # 20 is halfway between 10 and 40 in log
-    assert math.isnan(_interp_log(9.0, xs, ys)) and math.isnan(_interp_log(float("nan"), xs, ys))
+    xs = np.array([40.0, np.nan, 10.0])  # random's widths in any order, one without a stage 0
+    assert _interp_weights(20.0, xs) == pytest.approx({2: 0.5, 0: 0.5})  # 20 is halfway between 10 and 40 in log
+    assert _interp_weights(10.0, xs) == {2: 1.0}
+    assert _interp_weights(9.0, xs) == {} and _interp_weights(float("nan"), xs) == {}
 
 
 def test_stopped_runs_random_itself_and_models_without_a_control_are_left_out(frame):
@@ -108,3 +110,32 @@ def test_seeds_item_scores_are_pooled_item_by_item(frame):
     pooled = pool_replicates(frame)
     assert pooled.loc[(pooled["method"] == "random") & (pooled["width"] == 80) & (pooled["benchmark"] == "piqa"),
                       "items"].isna().all()
+
+
+def test_advantages_carry_their_stderr_paired_over_items_where_kept(frame):
+    t = versus_random(frame).set_index(["method", "width", "benchmark"])
+    piqa = t.loc[("maw", 80, "piqa")]
+    # No items: independent stderrs, random's two seeds pooled (sqrt(2 x 0.01^2) / 2)
+    assert piqa["se_same_width"] == pytest.approx(math.sqrt(0.01**2 + 0.01**2 / 2))
+    assert piqa["se_same_ppl"] == pytest.approx(math.sqrt(2) * 0.01)  # maw's ppl 10 is random's width-90 point
+    assert piqa["paired_same_width"] == 0
+
+    # The same items for every piqa run: maw and random differ on 4 of 100, random better on 3 of them
+    base = [1.0] * 50 + [0.0] * 50
+    def scored(flips):
+        return {f"piqa/{i}": (1.0 - v if i in flips else v) for i, v in enumerate(base)}
+    items = {("maw", 80): scored({0, 1, 2, 60}), ("random", 80): scored(set()), ("random", 90): scored(set())}
+    frame["items"] = [items.get((m, w)) if b == "piqa" else None
+                      for m, w, b in zip(frame["method"], frame["width"], frame["benchmark"])]
+    frame["score"] = [float(np.mean(list(i.values()))) if isinstance(i, dict) else s for i, s in zip(frame["items"], frame["score"])]
+    frame = frame[~((frame["method"] == "random") & (frame["width"] == 80) & (frame["score"] == 0.54))]  # one seed
+    t = versus_random(frame).set_index(["method", "width", "benchmark"])
+    piqa = t.loc[("maw", 80, "piqa")]
+    diffs = np.array([-1.0] * 3 + [1.0] + [0.0] * 96)
+    assert piqa["advantage_same_width"] == pytest.approx(diffs.mean())
+    assert piqa["se_same_width"] == pytest.approx(diffs.std(ddof=1) / 10)  # 0.02, not sqrt(2) x 0.05
+    assert piqa["paired_same_width"] == 100 and piqa["paired_same_ppl"] == 100
+    s = summary(t.reset_index()).set_index(["method", "benchmark"])
+    # width 80's z is -1.0; width 60's +0.05 over its unpaired sqrt(2) x 0.01 is stronger
+    assert diffs.mean() / (diffs.std(ddof=1) / 10) == pytest.approx(-1.0)
+    assert s.loc[("maw", "piqa"), "strongest_z_same_width"] == pytest.approx(0.05 / (math.sqrt(2) * 0.01))
