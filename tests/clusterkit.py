@@ -31,6 +31,9 @@ BIN = Path(sys.executable).parent
 FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}
 SLOW_AFTER_STAGE0_S = 120  # a trial on a node listed in the slow file waits here: killed mid-trial
+PACKED = 3  # the packing sweep's pruned trials: each waits after stage 0 until all three are there
+BARRIER_ENV = "GLU_RAY_TEST_BARRIER"  # the folder where they meet
+BARRIER_WAIT_S = 180
 
 
 def netns_problem() -> str | None:
@@ -117,6 +120,32 @@ def slow_hook(slow_file: Path):
                     time.sleep(SLOW_AFTER_STAGE0_S)
         trial.evaluate_stages = evaluate_stages
     return install_slow_nodes
+
+
+def packing_runtime_env(runtime_env: dict | None) -> dict:
+    """RAY_RUNTIME_ENV_HOOK of the sweep script's driver: its job's workers install the barrier."""
+    env = dict((runtime_env or {}).get("env_vars") or {})
+    env.update({BARRIER_ENV: os.environ[BARRIER_ENV], "PYTHONPATH": os.environ["PYTHONPATH"]})
+    return {**(runtime_env or {}), "worker_process_setup_hook": "clusterkit.install_barrier", "env_vars": env}
+
+
+def install_barrier():
+    """Worker setup: a pruned trial, after its stage-0 report, waits until PACKED pruned trials have
+    reported theirs. They overlap by construction, whatever the machine's load: a trial cannot
+    finish (and hand its actor to the next, reuse_actors) before the others have started."""
+    from glu_ray.sweep import trial
+
+    real, folder = trial.evaluate_stages, Path(os.environ[BARRIER_ENV])
+
+    def evaluate_stages(cfg, model, tok, **kw):
+        for i, item in enumerate(real(cfg, model, tok, **kw)):
+            yield item
+            if i == 0 and not cfg.is_baseline:
+                (folder / f"{os.getpid()}-{abs(hash(cfg.key))}").touch()
+                end = time.monotonic() + BARRIER_WAIT_S
+                while len(list(folder.iterdir())) < PACKED and time.monotonic() < end:
+                    time.sleep(0.2)
+    trial.evaluate_stages = evaluate_stages
 
 
 def kill_when_running_on(ledger: Path, node: str, raylet: int, slow: Path, killed: dict) -> threading.Thread:
@@ -236,14 +265,18 @@ def script_sweep(port: int, storage: Path, model: Path, text: Path) -> dict:
            "--suite", "tiny", "--metrics", "maw,vow,pon", "--pruning-pcts", "50", "--tasks", "tiny_mc", "--limit", "4",
            "--batch-size", "4", "--ppl-text", str(text), "--threshold", "1e6", "--gpu-fraction", "0.5",
            "--storage", str(storage), "--experiment", "packing", "--tracking-uri", f"sqlite:///{storage / 'mlflow.db'}"]
-    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    barrier = storage.parent / "packing-barrier"
+    barrier.mkdir(exist_ok=True)
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_RUNTIME_ENV_HOOK": "clusterkit.packing_runtime_env", BARRIER_ENV: str(barrier),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
     t = time.monotonic()
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     ledger = storage / "packing" / "ledger.jsonl"
     status = {k: str(v) for k, v in Ledger(ledger).finished().items()} if ledger.is_file() else {}
     return {"finished": run.returncode == 0, "returncode": run.returncode, "stdout": run.stdout, "stderr": run.stderr,
             "uri": f"sqlite:///{storage / 'mlflow.db'}", "seconds": time.monotonic() - t, "ledger": str(ledger),
-            "keys": sorted(status), "status": status}
+            "keys": sorted(status), "status": status, "met": sorted(p.name for p in barrier.iterdir())}
 
 
 def _accepts(port: int) -> bool:

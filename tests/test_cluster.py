@@ -82,6 +82,7 @@ def test_trials_land_on_both_nodes_packed_by_their_gpu_fraction(cluster):
     assert set(runs) == set(packing["keys"])
     where = {k: r.data.tags[NODE_TAG] for k, r in runs.items()}
     nodes = packing["nodes"]
+    assert len(packing["met"]) == 3  # the pruned trials met after stage 0 (clusterkit.install_barrier): all at once
     assert set(where.values()) == {nodes["head"], nodes["w1"]}, where  # both nodes ran trials
     # Half a logical GPU each, one GPU per node: at most two at once on a node, and two did share one.
     # (MLflow's start and end are the driver's callbacks: a second of slack either way.)
