@@ -2,7 +2,8 @@
 
 Pure pandas/numpy on the tidy table (analysis.tidy). A *curve* is one (model, variant, method,
 benchmark): its baseline point (retention 1 at the native ratio) plus the pruned points. Models are
-aligned on expansion ratio (rounded to 2 decimals), never on pruning %: 2.4x is 40% on 1B, 10% on 3B.
+aligned on expansion ratio (tidy.ratio_key: 2 decimals, more where a model's widths need them),
+never on pruning %: 2.4x is 40% on 1B, 10% on 3B.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.tidy import BASELINE
+from analysis.tidy import BASELINE, ratio_key
 from glu_ray.evaluation.power import MIN_LEAD, Z as CHANCE_Z
 from glu_ray.vocab import TrialStatus
 
@@ -38,7 +39,7 @@ def _retention(score, base, chance, lower, near):
 def retention(df: pd.DataFrame) -> pd.DataFrame:
     """Each pruned row with its baseline's score, the plain relative change (the study's delta),
     and retention (1 = as the baseline, 0 = at chance / broken). Baseline rows are kept with 1."""
-    df = df.assign(ratio=df["expansion_ratio"].round(2))
+    df = df.assign(ratio=ratio_key(df))
     base = df[df["method"] == BASELINE][["model", "variant", "benchmark", "score", "stderr"]]
     out = df.merge(base.rename(columns={"score": "base_score", "stderr": "base_stderr"}),
                    on=["model", "variant", "benchmark"], how="inner")

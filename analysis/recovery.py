@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis import fragility as F
 from analysis.findings import analyse
-from analysis.tidy import BASELINE
+from analysis.tidy import BASELINE, ratio_key
 from glu_ray.vocab import NOT_HEALED
 
 NONE = NOT_HEALED
@@ -60,7 +60,7 @@ def _log_if_lower(score: np.ndarray, lower: np.ndarray) -> np.ndarray:
 
 def _joined(df: pd.DataFrame) -> pd.DataFrame:
     """Each healed row with its unhealed twin (``_before``) and the baseline (``_base``)."""
-    df = df.assign(ratio=df["expansion_ratio"].round(2))
+    df = df.assign(ratio=ratio_key(df))
     keys = ["model", "variant", "benchmark"]
     base = df[df["method"] == BASELINE][[*keys, "score", "stderr"]]
     pruned = df[(df["method"] != BASELINE) & (df["healing"] == NONE)]

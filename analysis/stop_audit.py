@@ -24,7 +24,7 @@ import pandas as pd
 
 from analysis.benchmarks import STAGE0
 from analysis.fragility import informative, planned_out
-from analysis.tidy import BASELINE
+from analysis.tidy import BASELINE, ratio_key
 from glu_ray.trials.stop_rule import REFERENCES, StopRule
 from glu_ray.vocab import TrialStatus
 
@@ -54,7 +54,7 @@ def audit_points(df: pd.DataFrame) -> pd.DataFrame:
     signal = _signal(df)
     if signal is None:
         return pd.DataFrame(columns=POINT_COLUMNS)
-    df = df.assign(ratio=df["expansion_ratio"].round(2))
+    df = df.assign(ratio=ratio_key(df))
     run = ["model", "variant", "method", "ratio"]
     ppl = df[df["benchmark"] == signal].drop_duplicates(run)
     base_ppl = ppl[ppl["method"] == BASELINE].set_index(["model", "variant"])["score"]

@@ -93,6 +93,18 @@ def tidy_frame(rows: Iterable[dict]) -> pd.DataFrame:
     return df.assign(planned_out=[v if isinstance(v, str) else "" for v in df["planned_out"]])
 
 
+def ratio_key(df: pd.DataFrame) -> pd.Series:
+    """Each row's expansion ratio rounded to the fewest decimals, at least 2 (2.13x, as the study
+    writes them), that still tell its model's widths apart: on a small model one neuron moves the
+    ratio by less than 0.01 (SmolLM2-135M: 1/576), and two widths must not become one point."""
+    out = df["expansion_ratio"].round(2)
+    for _, ratios in df.groupby("model", sort=False)["expansion_ratio"]:
+        distinct = ratios.round(6).nunique()
+        decimals = next((d for d in range(2, 6) if ratios.round(d).nunique() == distinct), 6)
+        out.loc[ratios.index] = ratios.round(decimals)
+    return out
+
+
 def size_label(num_params: float) -> str:
     """``1235814400`` -> ``1.24B``; NaN -> ``?``."""
     if not num_params or math.isnan(num_params):

@@ -380,3 +380,13 @@ def test_baselines_not_above_chance_by_2_stderrs_are_left_out_of_the_hierarchy_a
     section = text.split("## Left out of the hierarchy: baseline not above chance")[1].split("##")[0]
     assert "arc_c" in section and "0.28" in section and "arc_e" not in section
     assert (tmp_path / "left_out.csv").is_file()
+
+
+def test_ratio_keys_keep_two_decimals_unless_a_models_widths_need_more():
+    from analysis.tidy import ratio_key
+
+    df = pd.DataFrame({"model": ["big"] * 3 + ["small"] * 4,
+                       "expansion_ratio": [4.0, 2.1333333, 2.4, 1536 / 576, 1533 / 576, 1531 / 576, 1531 / 576]})
+    # big: 2 decimals tell its widths apart (the study's 2.13x); small: 1533 and 1531 neurons are
+    # 2.661x and 2.658x, both 2.66 at 2 decimals; its repeated width (a seed) stays one point
+    assert ratio_key(df).tolist() == [4.0, 2.13, 2.4, 2.667, 2.661, 2.658, 2.658]
