@@ -224,3 +224,22 @@ def hierarchy(scores: pd.DataFrame, label: str = "benchmark", group: list[str] =
                             for t, name in zip(grp["tier"], grp[label])]
         parts.append(grp)
     return pd.concat(parts, ignore_index=True) if parts else scores.assign(rank=[], tier=[], tied_with=[])
+
+
+SEPARATION = [*GROUP, "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi", "separated"]
+
+
+def separation(capabilities: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, variant, method) with two or more capabilities: the most and the least fragile
+    capability, their 95% intervals, and whether the intervals are apart (the hierarchy's ends differ
+    beyond its noise)."""
+    rows = []
+    for group, grp in capabilities.groupby(GROUP, sort=True):
+        if len(grp) < 2:
+            continue
+        grp = grp.sort_values("fragility", ascending=False)
+        most, least = grp.iloc[0], grp.iloc[-1]
+        rows.append({**dict(zip(GROUP, group)), "most_fragile": most["capability"], "most_lo": most["lo"],
+                     "most_hi": most["hi"], "least_fragile": least["capability"], "least_lo": least["lo"],
+                     "least_hi": least["hi"], "separated": bool(most["lo"] > least["hi"])})
+    return pd.DataFrame(rows, columns=SEPARATION)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import controls, plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
-from analysis.fragility import without
+from analysis.fragility import separation, without
 from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
 from analysis.tidy import BASELINE
@@ -90,6 +90,8 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     out += [("Standard errors", stderr_sources(df)),
             ("Hypotheses", a.hypotheses),
             ("Hierarchy by capability (most fragile first)", a.capabilities[CAPABILITY_COLUMNS]),
+            ("Most against least fragile capability (separated: their 95% intervals do not overlap)",
+             separation(a.capabilities)),
             ("Hierarchy by benchmark (most fragile first)", a.hierarchy[HIERARCHY_COLUMNS]),
             ("Left out of the hierarchy: baseline not above chance",
              a.left_out if not a.left_out.empty else "None: every baseline is above chance by 2 stderrs."),

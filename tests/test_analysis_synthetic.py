@@ -61,6 +61,13 @@ def test_hierarchy_orders_most_fragile_first(result):
     assert caps["capability"].iloc[0] == "knowledge"
 
 
+def test_the_hierarchys_ends_are_separated_where_their_intervals_are_apart(result):
+    ends = F.separation(result.capabilities).set_index("variant")
+    assert ends.loc["base", ["most_fragile", "least_fragile", "separated"]].tolist() == ["knowledge", "physical", True]
+    wide = result.capabilities.assign(lo=0.0, hi=1.0)  # every interval spans everything: no end stands apart
+    assert not F.separation(wide)["separated"].any()
+
+
 def test_u_curve_is_detected_and_nothing_else(result):
     shapes = result.shapes[result.shapes["variant"] == "base"].set_index("benchmark")
     assert shapes.loc["boolq", "shape"] == "non-monotonic"
