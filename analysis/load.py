@@ -1,4 +1,5 @@
-"""Results from files -> the tidy table (analysis.tidy): folders of lm-eval ``--output_path`` JSON.
+"""Results from files -> the tidy table (analysis.tidy): folders of lm-eval ``--output_path`` JSON
+(with ``--log_samples``, the item scores too, so their intervals pair items).
 The study's published tables are read by analysis.published, MLflow sweeps by analysis.mlflow_io."""
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.benchmarks import benchmark_meta
+from analysis.benchmarks import BenchMeta, benchmark_meta
 from analysis.mlflow_io import from_mlflow
 from analysis.published import from_published
 from analysis.tidy import BASELINE, RunInfo, number, size_label, tidy_frame, tidy_rows
 from glu_ray.errors import GluRayError
+from glu_ray.evaluation.harness import item_scores
 from glu_ray.vocab import metric_key, split_lm_eval_key
 
 __all__ = ["from_lm_eval", "from_mlflow", "from_published"]
@@ -35,6 +37,8 @@ class _Evaluated:
     config: dict  # its config.json
     prune: dict  # its glu_ray_prune.json (PruneReport), {} for an unpruned model
     instruct: bool  # evaluated with a chat template
+    samples: dict  # what lm-eval's --log_samples wrote beside it: task -> its samples ({} without)
+    group_subtasks: dict  # group -> its subtasks, as lm-eval wrote them
 
 
 def _pretrained(doc: Mapping) -> str | None:
@@ -52,7 +56,25 @@ def _read_evaluated(path: Path) -> _Evaluated | None:
     prune_file = folder / "glu_ray_prune.json"
     prune = json.loads(prune_file.read_text()) if prune_file.is_file() else {}
     return _Evaluated(doc["results"], folder, json.loads((folder / "config.json").read_text()),
-                      prune, bool(doc.get("chat_template")))
+                      prune, bool(doc.get("chat_template")), _samples(path), doc.get("group_subtasks") or {})
+
+
+def _samples(results: Path) -> dict[str, list[dict]]:
+    """lm-eval's ``samples_<task>_<date>.jsonl`` files written with ``results_<date>.json`` (--log_samples)."""
+    date = results.stem.removeprefix("results_")
+    out = {}
+    for path in results.parent.glob(f"samples_*_{date}.jsonl"):
+        task = path.name.removeprefix("samples_").removesuffix(f"_{date}.jsonl")
+        out[task] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def _items(run: _Evaluated, values: Mapping[str, float], meta: Mapping[str, BenchMeta]) -> dict[str, dict]:
+    """Benchmark -> its item scores, from the run's logged samples (harness.item_scores decides
+    which metrics are means over items and checks they average to the reported score)."""
+    out = {"samples": run.samples, "group_subtasks": run.group_subtasks}
+    return {b.name: scores for b in meta.values() if run.samples and math.isfinite(values.get(b.key, math.nan))
+            and (scores := item_scores(b.task or b.name, b.metric, b.filter, out, values[b.key]))}
 
 
 def from_lm_eval(folder: str | Path) -> pd.DataFrame:
@@ -75,7 +97,7 @@ def from_lm_eval(folder: str | Path) -> pd.DataFrame:
         for task, metrics in run.results.items():
             for key, value in metrics.items():
                 values[metric_key(by_task.get(task, task), *split_lm_eval_key(key))] = number(value)
-        rows += tidy_rows(_lm_eval_info(run, *families[_fingerprint(run)]), values, meta)
+        rows += tidy_rows(_lm_eval_info(run, *families[_fingerprint(run)]), values, meta, items=_items(run, values, meta))
     return tidy_frame(rows)
 
 

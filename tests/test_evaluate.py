@@ -141,3 +141,34 @@ def test_cli_eval_rejects_a_model_without_tokenizer(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "bare"), "--suite", "tiny", "--tasks", "tiny_mc",
                  "--out", str(tmp_path / "r.json")]) == 2
     assert "tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lm_eval_cli_output_with_its_samples_pairs_items_in_the_report(tiny_model_dir, tmp_path):
+    """lm-eval's own CLI (--log_samples) on a model and its pruned copy: from_lm_eval reads each
+    benchmark's item scores from the samples files, and the fragility interval pairs over them."""
+    import subprocess
+    import sys
+
+    from analysis import from_lm_eval
+    from analysis import fragility as F
+    from glu_ray.cli.main import main
+
+    pruned = tmp_path / "pruned"
+    assert main(["prune", "--model", str(tiny_model_dir), "--metric", "maw", "--pruning-pct", "50",
+                 "--device", "cpu", "--out", str(pruned)]) == 0
+    tasks = load_suite("tiny").tasks_dirs[0]
+    for folder in (tiny_model_dir, pruned):
+        subprocess.run([sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
+                        f"pretrained={folder},dtype=float32", "--tasks", "tiny_mc,tiny_lambada", "--include_path",
+                        tasks, "--limit", "12", "--batch_size", "4", "--device", "cpu", "--log_samples",
+                        "--output_path", str(tmp_path / "out")], check=True, capture_output=True)
+    df = from_lm_eval(tmp_path / "out")
+    mc = df[df["benchmark"] == "tiny_mc"].set_index("method")
+    assert {m: len(items) for m, items in mc["items"].items()} == {"baseline": 12, "maw": 12}
+    assert all(sum(i.values()) / 12 == pytest.approx(s) for i, s in zip(mc["items"], mc["score"]))
+    assert df.loc[df["benchmark"] == "tiny_lambada", "items"].map(len).tolist() == [12, 12]
+    # A tiny random model sits at chance (the report would leave tiny_mc out, and its LAMBADA at 0 has
+    # no retention at all): score the curve as it is
+    scores = F.score_curves(F.retention(df), n_boot=50)[0].set_index("benchmark")
+    assert scores["paired_items"].to_dict() == {"tiny_mc": 12}

@@ -133,7 +133,8 @@ def run_suite(model, tokenizer, suite: Suite, *, stage: str | None = None, limit
         calls.append((shots, out))
         metrics.update(flatten(group, out))
         reported.update({b.name: reported_metrics(b, out) for b in group})
-        items.update({b.name: scores for b in group if (scores := item_scores(b, out, metrics[b.key]))})
+        items.update({b.name: scores for b in group
+                      if (scores := item_scores(b.task, b.metric, b.filter, out, metrics[b.key]))})
         out.pop("samples", None)  # every prompt and answer: kept no longer than the scores above need
     raw = merge_raw(calls)
     raw["glu_ray"] = {"suite": suite.name, "stage": stage, "max_length": length, "limit": limit, "limits": limits, "seed": seed,
@@ -204,21 +205,21 @@ def flatten(benchmarks: Iterable[Benchmark], out: dict) -> dict[str, float]:
     return metrics
 
 
-def item_scores(bench: Benchmark, out: dict, reported: float) -> dict[str, float] | None:
-    """"<task>/<doc_id>" -> the benchmark's primary metric on that item, from lm-eval's logged
-    samples (a group's across its leaf tasks). None where those per-item values are not numbers
-    or do not average to the ``reported`` score: the metric is not a mean over items (a perplexity,
-    F1, a group not weighted by size), so there is nothing to pair item by item."""
+def item_scores(task: str, metric: str, filter_name: str, out: Mapping, reported: float) -> dict[str, float] | None:
+    """"<task>/<doc_id>" -> ``metric`` (under ``filter_name``) on that item, from lm-eval's logged
+    samples (``out["samples"]``; a group's across its leaf tasks). None where those per-item values
+    are not numbers or do not average to the ``reported`` score: the metric is not a mean over items
+    (a perplexity, F1, a group not weighted by size), so there is nothing to pair item by item."""
     samples = out.get("samples") or {}
     scores: dict[str, float] = {}
-    for task in _leaf_tasks(bench.task, out.get("group_subtasks") or {}):
-        for sample in samples.get(task, ()):
-            value = sample.get(bench.metric)
-            if sample.get("filter") != bench.filter:
+    for leaf in _leaf_tasks(task, out.get("group_subtasks") or {}):
+        for sample in samples.get(leaf, ()):
+            value = sample.get(metric)
+            if sample.get("filter") != filter_name:
                 continue
             if not isinstance(value, (bool, int, float)):
                 return None
-            scores[f"{task}/{sample['doc_id']}"] = float(value)
+            scores[f"{leaf}/{sample['doc_id']}"] = float(value)
     if not scores or not math.isclose(math.fsum(scores.values()) / len(scores), reported, rel_tol=1e-6, abs_tol=1e-9):
         return None
     return scores
