@@ -43,8 +43,9 @@ against what it costs to run: parameters kept, and, from the trial's efficiency 
 fixed length and energy per generated token. A configuration is on an axis's front when no other of
 its model and method keeps as much retention for less. A cost the device does not expose
 (energy without an NVML or RAPL counter) is left empty, never zero."""
-CONTROLS_INTRO = """Each metric's completed runs against random pruning (the control), per benchmark: at the same
-width (random's mean over its runs there), and at the same stage-0 word perplexity (random's score
+CONTROLS_INTRO = """Each metric's completed runs against random pruning (the control), per benchmark in the
+hierarchy (one left out at chance says nothing here either): at the same width (random's mean over
+its runs there), and at the same stage-0 word perplexity (random's score
 interpolated in log perplexity between its measured widths; no extrapolation, so a run outside
 random's range has no equal-perplexity point). Advantage > 0: better than random (higher accuracy,
 lower perplexity). A metric can beat random at equal width only because it prunes more gently:
@@ -192,7 +193,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     if measured_axes(front):
         figures["pareto"] = plots.pareto(front, out / "pareto.png")
     sections = _sections(a, figures, (points, summary), df, tuple(notes), front)
-    versus = controls.versus_random(df)
+    versus = controls.versus_random(without(df, a.left_out))
     sections += _control_sections(versus)
     rec = recovery.recovery(all_rows, a, n_boot=n_boot, seed=seed) if recovery.has_healing(all_rows) else None
     if rec is not None:

@@ -139,3 +139,13 @@ def test_advantages_carry_their_stderr_paired_over_items_where_kept(frame):
     # width 80's z is -1.0; width 60's +0.05 over its unpaired sqrt(2) x 0.01 is stronger
     assert diffs.mean() / (diffs.std(ddof=1) / 10) == pytest.approx(-1.0)
     assert s.loc[("maw", "piqa"), "strongest_z_same_width"] == pytest.approx(0.05 / (math.sqrt(2) * 0.01))
+
+
+def test_the_report_compares_with_random_only_where_the_baseline_is_above_chance(frame, tmp_path):
+    import pandas as pd
+
+    from analysis.report import write_report
+
+    at_chance = frame.assign(score=frame["score"].where(frame["benchmark"] != "piqa", 0.5))  # piqa: 0.5, chance 0.5
+    write_report(at_chance, tmp_path, n_boot=20)
+    assert set(pd.read_csv(tmp_path / "versus_random.csv")["benchmark"]) == {"lambada"}
