@@ -29,6 +29,8 @@ class Analysis:
     hypotheses: pd.DataFrame  # id, claim, verdict, evidence
     # baselines not above chance (fragility.left_out): out of the hierarchies, shapes and verdicts
     left_out: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=F.LEFT_OUT))
+    # per group, the most against the least fragile capability (fragility.separation)
+    separation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=F.SEPARATION))
 
 
 def analyse(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0) -> Analysis:
@@ -38,8 +40,9 @@ def analyse(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0) -> Analy
     scores, mean_draws, point_se = F.score_curves(kept, n_boot=n_boot, seed=seed)
     hier = F.hierarchy(scores)
     shapes = curve_shapes(kept, point_se)
-    return Analysis(ret, hier, F.hierarchy(F.capability_scores(scores, mean_draws), "capability"),
-                    shapes, base_vs_instruct(scores), verdicts(kept, hier, shapes, point_se), dropped)
+    caps = F.hierarchy(F.capability_scores(scores, mean_draws), "capability")
+    return Analysis(ret, hier, caps, shapes, base_vs_instruct(scores), verdicts(kept, hier, shapes, point_se), dropped,
+                    F.separation(caps, F.capability_draws(scores, mean_draws)))
 
 
 def _significant(delta: float, se: float) -> bool:

@@ -194,13 +194,22 @@ def score_curves(ret: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> t
     return pd.DataFrame(rows, columns=columns), mean_draws, point_se
 
 
-def capability_scores(scores: pd.DataFrame, mean_draws: dict) -> pd.DataFrame:
-    """Each capability's fragility: its benchmarks' mean-retention draws averaged draw by draw."""
-    rows = []
+def capability_draws(scores: pd.DataFrame, mean_draws: dict) -> dict[tuple, np.ndarray]:
+    """(model, size, variant, method, capability) -> its mean-retention draws: its benchmarks'
+    averaged draw by draw."""
+    out = {}
     for (*group, cap), members in scores.groupby(GROUP + ["capability"], sort=True):
         keys = [tuple(r) for r in members[CURVE].itertuples(index=False)]
-        means = np.mean([mean_draws[k] for k in keys], axis=0)
-        lo, hi = np.nanpercentile(means, [2.5, 97.5])
+        out[(*group, cap)] = np.mean([mean_draws[k] for k in keys], axis=0)
+    return out
+
+
+def capability_scores(scores: pd.DataFrame, mean_draws: dict) -> pd.DataFrame:
+    """Each capability's fragility, its interval from capability_draws."""
+    rows = []
+    draws = capability_draws(scores, mean_draws)
+    for (*group, cap), members in scores.groupby(GROUP + ["capability"], sort=True):
+        lo, hi = np.nanpercentile(draws[(*group, cap)], [2.5, 97.5])
         rows.append({**dict(zip(GROUP, group)), "capability": cap,
                      "fragility": float(members["fragility"].mean()), "lo": 1 - hi, "hi": 1 - lo,
                      "benchmarks": ", ".join(members["benchmark"])})
@@ -226,20 +235,27 @@ def hierarchy(scores: pd.DataFrame, label: str = "benchmark", group: list[str] =
     return pd.concat(parts, ignore_index=True) if parts else scores.assign(rank=[], tier=[], tied_with=[])
 
 
-SEPARATION = [*GROUP, "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi", "separated"]
+SEPARATION = [*GROUP, "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi", "separated",
+              "difference", "difference_lo", "difference_hi"]
 
 
-def separation(capabilities: pd.DataFrame) -> pd.DataFrame:
+def separation(capabilities: pd.DataFrame, draws: dict[tuple, np.ndarray] | None = None) -> pd.DataFrame:
     """Per (model, variant, method) with two or more capabilities: the most and the least fragile
-    capability, their 95% intervals, and whether the intervals are apart (the hierarchy's ends differ
-    beyond its noise)."""
+    capability, their 95% intervals and whether those are apart (``separated``), and the difference
+    of their fragilities with its own 95% interval, draw by draw from ``draws``
+    (capability_draws; NaN without). The difference's interval is the test of "the ends differ";
+    two intervals apart is the stricter reading (about p < 0.006 where both are normal)."""
     rows = []
     for group, grp in capabilities.groupby(GROUP, sort=True):
         if len(grp) < 2:
             continue
         grp = grp.sort_values("fragility", ascending=False)
         most, least = grp.iloc[0], grp.iloc[-1]
+        diff = (draws[(*group, least["capability"])] - draws[(*group, most["capability"])]
+                if draws else np.full(2, np.nan))  # fragility = 1 - mean retention
+        lo, hi = np.nanpercentile(diff, [2.5, 97.5]) if draws else (np.nan, np.nan)
         rows.append({**dict(zip(GROUP, group)), "most_fragile": most["capability"], "most_lo": most["lo"],
                      "most_hi": most["hi"], "least_fragile": least["capability"], "least_lo": least["lo"],
-                     "least_hi": least["hi"], "separated": bool(most["lo"] > least["hi"])})
+                     "least_hi": least["hi"], "separated": bool(most["lo"] > least["hi"]),
+                     "difference": most["fragility"] - least["fragility"], "difference_lo": lo, "difference_hi": hi})
     return pd.DataFrame(rows, columns=SEPARATION)

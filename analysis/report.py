@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import controls, plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
-from analysis.fragility import separation, without
+from analysis.fragility import without
 from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
 from analysis.tidy import BASELINE
@@ -37,6 +37,10 @@ the widest ratio with retention below 0.5. Benchmarks share a tier when their in
 tier head's. A benchmark whose baseline is not above chance by 2 stderrs (and 0.02) measures nothing
 pruning can take away: it is left out of the hierarchies, and listed with its numbers."""
 
+SEPARATION_INTRO = """Per model and method: the most and the least fragile capability with their 95% intervals;
+separated = the two intervals do not overlap. difference = most - least fragility, with its own 95%
+interval from the same bootstrap draws: an interval above 0 says the ends differ (at 5%, though
+picking the ends by their estimates first makes that a little easier than a test chosen beforehand)."""
 PARETO_INTRO = """Each trial's retention, averaged over its benchmarks (95% interval from the scores' stderrs),
 against what it costs to run: parameters kept, and, from the trial's efficiency stage
 (--measure-efficiency, on its own device), decode tokens/s at batch 1 with generation forced to a
@@ -91,8 +95,8 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     out += [("Standard errors", stderr_sources(df)),
             ("Hypotheses", a.hypotheses),
             ("Hierarchy by capability (most fragile first)", a.capabilities[CAPABILITY_COLUMNS]),
-            ("Most against least fragile capability (separated: their 95% intervals do not overlap)",
-             separation(a.capabilities)),
+            ("Most against least fragile capability", SEPARATION_INTRO),
+            ("Most against least fragile capability (table)", a.separation),
             ("Hierarchy by benchmark (most fragile first)", a.hierarchy[HIERARCHY_COLUMNS]),
             ("Left out of the hierarchy: baseline not above chance",
              a.left_out if not a.left_out.empty else "None: every baseline is above chance by 2 stderrs."),

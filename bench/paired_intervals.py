@@ -3,7 +3,8 @@
 The report's intervals resample the items every run of a curve shares (analysis.fragility): what
 the baseline and a pruned model both answer cancels out. This prints, for each curve and each
 capability of a sweep whose trials kept their item scores, both intervals' widths and their
-ratio, and whether each capability hierarchy's ends separate either way.
+ratio, and whether each capability hierarchy's ends separate either way (their intervals apart, and
+the interval of their difference).
 
     python bench/paired_intervals.py --experiment smol --tracking-uri sqlite:///RUNS/smol/mlflow.db
 """
@@ -25,7 +26,8 @@ def intervals(df: pd.DataFrame, n_boot: int, seed: int) -> dict[str, pd.DataFram
     """Curve and capability scores of ``df`` as the report draws them (its left-out benchmarks out)."""
     ret = F.without(F.retention(df), F.left_out(df))
     scores, draws, _ = F.score_curves(ret, n_boot=n_boot, seed=seed)
-    return {"curves": scores, "capabilities": F.hierarchy(F.capability_scores(scores, draws), "capability")}
+    caps = F.hierarchy(F.capability_scores(scores, draws), "capability")
+    return {"curves": scores, "capabilities": caps, "separation": F.separation(caps, F.capability_draws(scores, draws))}
 
 
 def compare(df: pd.DataFrame, n_boot: int = F.N_BOOT, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -35,8 +37,8 @@ def compare(df: pd.DataFrame, n_boot: int = F.N_BOOT, seed: int = 0) -> dict[str
         both = paired[kind].merge(independent[kind], on=keys, suffixes=("", "_indep"))
         both = both.assign(width=both["hi"] - both["lo"], width_indep=both["hi_indep"] - both["lo_indep"])
         out[kind] = both.assign(narrower=both["width_indep"] / both["width"])
-    out["separation"] = F.separation(paired["capabilities"]).merge(
-        F.separation(independent["capabilities"])[[*F.GROUP, "separated"]], on=F.GROUP, suffixes=("", "_indep"))
+    keep = [*F.GROUP, "separated", "difference_lo", "difference_hi"]
+    out["separation"] = paired["separation"].merge(independent["separation"][keep], on=F.GROUP, suffixes=("", "_indep"))
     return out
 
 
@@ -52,7 +54,8 @@ def main(argv=None) -> dict:
     cols = {"curves": ["method", "benchmark", "paired_items", "fragility", "lo", "hi", "lo_indep", "hi_indep", "narrower"],
             "capabilities": ["method", "capability", "fragility", "lo", "hi", "lo_indep", "hi_indep", "narrower"],
             "separation": ["method", "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi",
-                           "separated", "separated_indep"]}
+                           "separated", "separated_indep", "difference", "difference_lo", "difference_hi",
+                           "difference_lo_indep", "difference_hi_indep"]}
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         for kind, table in out.items():
             print(f"\n{kind}\n{table[cols[kind]].round(3).to_string(index=False)}")

@@ -62,10 +62,11 @@ def test_hierarchy_orders_most_fragile_first(result):
 
 
 def test_the_hierarchys_ends_are_separated_where_their_intervals_are_apart(result):
-    ends = F.separation(result.capabilities).set_index("variant")
+    ends = result.separation.set_index("variant")
     assert ends.loc["base", ["most_fragile", "least_fragile", "separated"]].tolist() == ["knowledge", "physical", True]
+    assert 0 < ends.at["base", "difference_lo"] < ends.at["base", "difference"] < ends.at["base", "difference_hi"]
     wide = result.capabilities.assign(lo=0.0, hi=1.0)  # every interval spans everything: no end stands apart
-    assert not F.separation(wide)["separated"].any()
+    assert not F.separation(wide)["separated"].any() and F.separation(wide)["difference_lo"].isna().all()
 
 
 def test_u_curve_is_detected_and_nothing_else(result):
