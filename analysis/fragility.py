@@ -21,7 +21,7 @@ CURVE = ["model", "size", "variant", "method", "benchmark"]
 GROUP = ["model", "size", "variant", "method"]
 NEAR_CHANCE = 0.02  # a baseline this close to chance has no headroom to normalise by
 BREAK = 0.5  # "broken" = below half of the baseline's headroom
-N_BOOT = 1000
+N_BOOT = 4000  # draws: the 2.5% tail then rests on 100 of them, so an interval's ends move little between seeds
 MIN_PAIRED = 10  # fewer shared items than this: their bootstrap is too coarse, use the stderrs
 
 
@@ -236,26 +236,30 @@ def hierarchy(scores: pd.DataFrame, label: str = "benchmark", group: list[str] =
 
 
 SEPARATION = [*GROUP, "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi", "separated",
-              "difference", "difference_lo", "difference_hi"]
+              "difference", "difference_lo", "difference_hi", "no_interval"]
 
 
 def separation(capabilities: pd.DataFrame, draws: dict[tuple, np.ndarray] | None = None) -> pd.DataFrame:
-    """Per (model, variant, method) with two or more capabilities: the most and the least fragile
-    capability, their 95% intervals and whether those are apart (``separated``), and the difference
-    of their fragilities with its own 95% interval, draw by draw from ``draws``
-    (capability_draws; NaN without). The difference's interval is the test of "the ends differ";
-    two intervals apart is the stricter reading (about p < 0.006 where both are normal)."""
+    """Per (model, variant, method): the most and the least fragile of the capabilities measured with
+    an interval, their 95% intervals and whether those are apart (``separated``), and the difference
+    of their fragilities with its own 95% interval, draw by draw from ``draws`` (capability_draws;
+    NaN without). The difference's interval is the test of "the ends differ"; two intervals apart is
+    the stricter reading (about p < 0.006 where both are normal). A capability whose interval has no
+    width (a perplexity without a stderr: its noise is unmeasured, not zero) is no end: it is named
+    in ``no_interval``."""
     rows = []
     for group, grp in capabilities.groupby(GROUP, sort=True):
-        if len(grp) < 2:
+        measured = grp[grp["hi"] > grp["lo"]].sort_values("fragility", ascending=False)
+        if len(measured) < 2:
             continue
-        grp = grp.sort_values("fragility", ascending=False)
-        most, least = grp.iloc[0], grp.iloc[-1]
-        diff = (draws[(*group, least["capability"])] - draws[(*group, most["capability"])]
-                if draws else np.full(2, np.nan))  # fragility = 1 - mean retention
-        lo, hi = np.nanpercentile(diff, [2.5, 97.5]) if draws else (np.nan, np.nan)
+        most, least = measured.iloc[0], measured.iloc[-1]
+        lo = hi = np.nan
+        if draws:  # fragility = 1 - mean retention
+            lo, hi = np.nanpercentile(draws[(*group, least["capability"])] - draws[(*group, most["capability"])],
+                                      [2.5, 97.5])
         rows.append({**dict(zip(GROUP, group)), "most_fragile": most["capability"], "most_lo": most["lo"],
                      "most_hi": most["hi"], "least_fragile": least["capability"], "least_lo": least["lo"],
                      "least_hi": least["hi"], "separated": bool(most["lo"] > least["hi"]),
-                     "difference": most["fragility"] - least["fragility"], "difference_lo": lo, "difference_hi": hi})
+                     "difference": most["fragility"] - least["fragility"], "difference_lo": lo, "difference_hi": hi,
+                     "no_interval": ", ".join(grp.loc[~grp.index.isin(measured.index), "capability"])})
     return pd.DataFrame(rows, columns=SEPARATION)

@@ -4,6 +4,7 @@ parent run, and log a finished report to it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,8 @@ from glu_ray.vocab import ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, 
 
 TRIAL_FILTER = role_filter(ROLE_TRIAL)
 SWEEP_FILTER = role_filter(ROLE_SWEEP)
-ITEMS_PLAN = "items_by_power.json"  # the sweep run's artifact (glu_ray/sweep/driver.py)
+ITEMS_PLAN = "items_by_power.json"
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # the sweep run's artifact (glu_ray/sweep/driver.py)
 
 
 def _search(client, experiment_id: str, filter_string: str) -> list:
@@ -68,10 +70,17 @@ def _artifact_json(client, run_id: str, name: str) -> dict:
         return {}
     from mlflow.exceptions import MlflowException
 
+    quiet = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"  # MLflow draws a progress bar per file: one a trial run buries the report's output
     try:
         return json.loads(Path(client.download_artifacts(run_id, name)).read_text())
     except (MlflowException, OSError, ValueError):
         return {}
+    finally:
+        if quiet is None:
+            os.environ.pop(PROGRESS_BAR)
+        else:
+            os.environ[PROGRESS_BAR] = quiet
 
 
 def _items_plans(client, experiment_id: str) -> dict:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import controls, plots, recovery
 from analysis.findings import Analysis, analyse, delta_table
-from analysis.fragility import without
+from analysis.fragility import N_BOOT, without
 from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
 from analysis.tidy import BASELINE
@@ -37,8 +37,10 @@ the widest ratio with retention below 0.5. Benchmarks share a tier when their in
 tier head's. A benchmark whose baseline is not above chance by 2 stderrs (and 0.02) measures nothing
 pruning can take away: it is left out of the hierarchies, and listed with its numbers."""
 
-SEPARATION_INTRO = """Per model and method: the most and the least fragile capability with their 95% intervals;
-separated = the two intervals do not overlap. difference = most - least fragility, with its own 95%
+SEPARATION_INTRO = """Per model and method: the most and the least fragile capability with their 95% intervals,
+among those measured with one (a perplexity without a stderr has an interval of no width: its noise
+is unmeasured, not zero, so it is no end; no_interval names it); separated = the two intervals do
+not overlap. difference = most - least fragility, with its own 95%
 interval from the same bootstrap draws: an interval above 0 says the ends differ (at 5%, though
 picking the ends by their estimates first makes that a little easier than a test chosen beforehand)."""
 PARETO_INTRO = """Each trial's retention, averaged over its benchmarks (95% interval from the scores' stderrs),
@@ -170,7 +172,7 @@ def _html(sections) -> str:
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | None = None,
-                 tracking_uri: str | None = None, n_boot: int = 1000, seed: int = 0,
+                 tracking_uri: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
                  notes: tuple[str, ...] = ()) -> Path:
     """Analyse the tidy table ``df`` (analysis.load / analysis.mlflow_io), write report.md,
     report.html, figures and CSVs to ``out_dir``, log the folder to ``mlflow_run_id`` when given;

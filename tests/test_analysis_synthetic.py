@@ -64,6 +64,10 @@ def test_hierarchy_orders_most_fragile_first(result):
 def test_the_hierarchys_ends_are_separated_where_their_intervals_are_apart(result):
     ends = result.separation.set_index("variant")
     assert ends.loc["base", ["most_fragile", "least_fragile", "separated"]].tolist() == ["knowledge", "physical", True]
+    assert ends.at["base", "no_interval"] == ""  # every synthetic score has a stderr
+    no_noise = result.capabilities.assign(hi=lambda c: c["hi"].where(c["capability"] != "physical", c["lo"]))
+    assert F.separation(no_noise).set_index("variant").at["base", "least_fragile"] != "physical"  # not an end
+    assert F.separation(no_noise).set_index("variant").at["base", "no_interval"] == "physical"
     assert 0 < ends.at["base", "difference_lo"] < ends.at["base", "difference"] < ends.at["base", "difference_hi"]
     wide = result.capabilities.assign(lo=0.0, hi=1.0)  # every interval spans everything: no end stands apart
     assert not F.separation(wide)["separated"].any() and F.separation(wide)["difference_lo"].isna().all()
