@@ -87,7 +87,7 @@ def _smol_eval(storage, **kw) -> EvalSpec:
 # - Full evaluation for the baseline, MAW, random with 3 seeds, and ACT, the best data-driven metric
 #   at stage 0 on SmolLM2 (bench/data_metrics_ppl.py: 43.5 at 10% pruned against the baseline's
 #   34.3; MAW 528, FLAP, hybrid and Wanda-SP higher): 1 + 5 x 4 = 21 trials.
-# - Items by power: the baseline's pilot (100 items a task, ~560 CPU-s) sizes each task's items
+# - Items by power: the baseline's pilot (100 items a task, ~500 CPU-s) sizes each task's items
 #   for a 5-point drop at 2 stderrs within 330 CPU-s a trial; a task at chance keeps 20 items and
 #   is left out of the hierarchy. 21 x (330 + 12) ~ 7,200 CPU-s. The pilot reads each split's first
 #   items, and these slices are not shuffled: at 30 items it read HellaSwag 0.10, ARC-C 0.37 and
@@ -102,9 +102,10 @@ def _smol_eval(storage, **kw) -> EvalSpec:
 # - The bias-compensated variants are left to a second command (`--bias-compensation
 #   --stage0-only maw,act,...`, ~1,700 CPU-s more for their search).
 # Total: ~1,700 + 560 + 7,200 + 300 ~ 9,800 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
-# Measured (BENCHMARKS.md "The `smol` preset", this EPYC): 82 min wall; 175 probes at 12.3 CPU-s,
-# 21 full trials at 239-312, 24 stage-0-only at 12; its 30-item pilot then left out IFEval (the
-# items planner now gives each task the items its lead over chance needs) and HellaSwag (hence 100).
+# Measured (BENCHMARKS.md "The `smol` preset", this EPYC, 8b0e1ee): 92 min wall; the pilot 5.6 min
+# (as Ray tasks, ~500 CPU-s), 169 probes at 11.8 CPU-s, 21 full trials at 270-347 (the plan: 329 of
+# evaluation), 24 stage-0-only at 11-15. (A 30-item pilot once left out IFEval and HellaSwag, whose
+# first 30 items read far below their first 100: hence 100.)
 SMOL = Preset(
     models=(ModelSpec(SMOLLM2, "instruct_mixed"),),
     metrics=("maw", "act", "random", "vow", "pon", "l2", "wanda_sp", "flap", "hybrid"),
