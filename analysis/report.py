@@ -15,7 +15,7 @@ from analysis.findings import Analysis, analyse, delta_table
 from analysis.fragility import N_BOOT, without
 from analysis.stop_audit import AUDIT_INTRO, NOTHING_TO_AUDIT, audit_points, audit_summary
 from analysis.pareto import front_summary, measured_axes, pareto
-from analysis.tidy import BASELINE
+from analysis.tidy import BASELINE, finished
 from glu_ray.errors import GluRayError
 
 HIERARCHY_COLUMNS = ["model", "variant", "method", "rank", "tier", "benchmark", "capability",
@@ -43,6 +43,9 @@ is unmeasured, not zero, so it is no end; no_interval names it); separated = the
 not overlap. difference = most - least fragility, with its own 95%
 interval from the same bootstrap draws: an interval above 0 says the ends differ (at 5%, though
 picking the ends by their estimates first makes that a little easier than a test chosen beforehand)."""
+UNFINISHED_INTRO = """A run that failed or was cut off while running (a sweep interrupted: rerun it to finish them)
+scored only its first stages. Counted, it would end some curves at a width the others never reach,
+so every table and figure here reads finished runs only (completed, or stopped as catastrophic)."""
 PARETO_INTRO = """Each trial's retention, averaged over its benchmarks (95% interval from the scores' stderrs),
 against what it costs to run: parameters kept, and, from the trial's efficiency stage
 (--measure-efficiency, on its own device), decode tokens/s at batch 1 with generation forced to a
@@ -89,7 +92,8 @@ Content = str | pd.DataFrame | Path | tuple  # prose, a table, a figure, a list 
 
 
 def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, pd.DataFrame],
-              df: pd.DataFrame, notes: tuple[str, ...], front: pd.DataFrame) -> list[tuple[str, Content]]:
+              df: pd.DataFrame, notes: tuple[str, ...], front: pd.DataFrame,
+              unfinished: pd.DataFrame) -> list[tuple[str, Content]]:
     """(heading, content) in report order."""
     out: list[tuple[str, Content]] = [("Capability fragility", INTRO)]
     if notes:
@@ -102,6 +106,7 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
             ("Hierarchy by benchmark (most fragile first)", a.hierarchy[HIERARCHY_COLUMNS]),
             ("Left out of the hierarchy: baseline not above chance",
              a.left_out if not a.left_out.empty else "None: every baseline is above chance by 2 stderrs."),
+            *_unfinished_sections(unfinished),
             ("Retention heatmap", figures["heatmap"]),
             ("Retention curves by capability", figures["curves"])]
     bad = a.shapes[a.shapes["shape"] != "monotone"]
@@ -119,6 +124,13 @@ def _sections(a: Analysis, figures: dict[str, Path], audit: tuple[pd.DataFrame, 
     else:
         out += [("Early-stopping audit: thresholds", audit[1]), ("Early-stopping audit: runs", audit[0])]
     return out + _pareto_sections(front, figures)
+
+
+def _unfinished_sections(unfinished: pd.DataFrame) -> list[tuple[str, Content]]:
+    if unfinished.empty:
+        return [("Left out: runs that did not finish", "None: every run completed or was stopped as catastrophic.")]
+    return [("Left out: runs that did not finish", UNFINISHED_INTRO),
+            ("Left out: runs that did not finish (table)", unfinished)]
 
 
 def _control_sections(versus: pd.DataFrame) -> list[tuple[str, Content]]:
@@ -177,8 +189,10 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     """Analyse the tidy table ``df`` (analysis.load / analysis.mlflow_io), write report.md,
     report.html, figures and CSVs to ``out_dir``, log the folder to ``mlflow_run_id`` when given;
     return the path of report.md. ``notes``: what the loader corrected (analysis.published)."""
+    df, unfinished = finished(df)
     if df.empty or not (df["method"] == BASELINE).any():
-        raise GluRayError("no results with an unpruned baseline to compare against")
+        raise GluRayError("no results with an unpruned baseline to compare against"
+                          + (f" ({len(unfinished)} runs have not finished: rerun the sweep)" if len(unfinished) else ""))
     df = controls.pool_replicates(df)  # the control's seeds: one point per width, their mean
     all_rows, df = df, recovery.unhealed(df)  # every analysis but recovery reads the models as pruned
     a = analyse(df, n_boot=n_boot, seed=seed)
@@ -198,7 +212,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     front = pareto(a.retention, n_boot=n_boot, seed=seed)
     if measured_axes(front):
         figures["pareto"] = plots.pareto(front, out / "pareto.png")
-    sections = _sections(a, figures, (points, summary), df, tuple(notes), front)
+    sections = _sections(a, figures, (points, summary), df, tuple(notes), front, unfinished)
     versus = controls.versus_random(without(df, a.left_out))
     sections += _control_sections(versus)
     rec = recovery.recovery(all_rows, a, n_boot=n_boot, seed=seed) if recovery.has_healing(all_rows) else None
@@ -214,6 +228,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     summary.to_csv(out / "stop_audit.csv", index=False)
     front.to_csv(out / "pareto.csv", index=False)
     versus.to_csv(out / "versus_random.csv", index=False)
+    unfinished.to_csv(out / "unfinished.csv", index=False)
     if mlflow_run_id is not None:
         from analysis.mlflow_io import log_report
 

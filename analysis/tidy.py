@@ -113,3 +113,22 @@ def size_label(num_params: float) -> str:
         if num_params >= scale:
             return f"{num_params / scale:.3g}{unit}"
     return f"{int(num_params)}"
+
+
+RUN_KEY = ["model", "variant", "method", "expansion_ratio", "healing"]
+UNFINISHED = [*RUN_KEY, "width", "status", "scored"]
+
+
+def finished(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows of runs that finished: completed, or stopped as catastrophic; one row per run that
+    did not, with the benchmarks it had scored). A trial that failed or was cut off while running
+    scored only its first stages: counted, it would end some curves at a width the others never
+    reach and stretch their ratio range, so the analyses read finished runs only and the report
+    lists the rest."""
+    done = df["status"].map(lambda s: TrialStatus(s).final).astype(bool)
+    rest = df[~done]
+    key_cols = [c for c in RUN_KEY if c in df]  # a hand-built table may lack healing
+    rows = [{**dict(zip(key_cols, key)), "width": grp["width"].iloc[0], "status": grp["status"].iloc[0],
+             "scored": ", ".join(grp.loc[grp["score"].notna(), "benchmark"]) or "nothing"}
+            for key, grp in rest.groupby(key_cols, sort=True, dropna=False)]
+    return df[done].reset_index(drop=True), pd.DataFrame(rows, columns=UNFINISHED)

@@ -6,7 +6,7 @@ capability of a sweep whose trials kept their item scores, both intervals' width
 ratio, and whether each capability hierarchy's ends separate either way (their intervals apart, and
 the interval of their difference).
 
-    python bench/paired_intervals.py --experiment smol --tracking-uri sqlite:///RUNS/smol/mlflow.db [--finished-only]
+    python bench/paired_intervals.py --experiment smol --tracking-uri sqlite:///RUNS/smol/mlflow.db
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from analysis import fragility as F
 from analysis.controls import pool_replicates
 from analysis.load import from_mlflow
 from analysis.recovery import unhealed
-from glu_ray.vocab import TrialStatus
+from analysis.tidy import finished
 
 
 def intervals(df: pd.DataFrame, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -48,15 +48,9 @@ def main(argv=None) -> dict:
     p.add_argument("--experiment", required=True)
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--n-boot", type=int, default=F.N_BOOT)
-    p.add_argument("--finished-only", action="store_true",
-                   help="leave out trials that neither completed nor stopped (failed, or cut off while running): "
-                        "their curves would end at other widths than the rest")
     p.add_argument("--json", help="write the tables here too")
     args = p.parse_args(argv)
-    df = from_mlflow(args.experiment, args.tracking_uri)
-    if args.finished_only:
-        df = df[df["status"].map(lambda s: TrialStatus(s).final)]
-    df = unhealed(pool_replicates(df))  # as the report reads it
+    df = unhealed(pool_replicates(finished(from_mlflow(args.experiment, args.tracking_uri))[0]))  # as the report reads it
     out = compare(df, args.n_boot)
     cols = {"curves": ["method", "benchmark", "paired_items", "fragility", "lo", "hi", "lo_indep", "hi_indep", "narrower"],
             "capabilities": ["method", "capability", "fragility", "lo", "hi", "lo_indep", "hi_indep", "narrower"],

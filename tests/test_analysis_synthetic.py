@@ -394,6 +394,25 @@ def test_baselines_not_above_chance_by_2_stderrs_are_left_out_of_the_hierarchy_a
     assert (tmp_path / "left_out.csv").is_file()
 
 
+def test_runs_that_did_not_finish_are_left_out_of_every_table_and_listed(tmp_path):
+    """A trial cut off while running scored mmlu at 1.0x only, and a failed one nothing: counted,
+    the first would stretch mmlu's curve to 1.0x alone. The report reads as if neither existed, and
+    lists both with what they had scored."""
+    rows = synthetic("base")
+    cut = bench_rows("mmlu", *TRUTH["mmlu"][:4], (0.25, 0.25, 0.25))[1:2]
+    cut = [r | {"expansion_ratio": 1.0, "width": 64.0, "status": "running"} for r in cut]
+    failed = [r | {"expansion_ratio": 0.8, "width": 51.0, "status": "failed", "score": float("nan")} for r in cut]
+    alone = write_report(pd.DataFrame(rows, columns=list(COLUMNS)), tmp_path / "alone", n_boot=50)
+    text = write_report(pd.DataFrame(rows + cut + failed, columns=list(COLUMNS)), tmp_path / "with", n_boot=50).read_text()
+    assert pd.read_csv(tmp_path / "with" / "hierarchy.csv").equals(pd.read_csv(alone.parent / "hierarchy.csv"))
+    listed = pd.read_csv(tmp_path / "with" / "unfinished.csv")
+    assert listed[["expansion_ratio", "status", "scored"]].values.tolist() == [[0.8, "failed", "nothing"],
+                                                                              [1.0, "running", "mmlu"]]
+    section = text.split("## Left out: runs that did not finish (table)")[1].split("##")[0]
+    assert "running" in section and "failed" in section
+    assert "None: every run completed" in alone.read_text()
+
+
 def test_ratio_keys_keep_two_decimals_unless_a_models_widths_need_more():
     from analysis.tidy import ratio_key
 
