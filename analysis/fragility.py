@@ -236,7 +236,7 @@ def hierarchy(scores: pd.DataFrame, label: str = "benchmark", group: list[str] =
 
 
 SEPARATION = [*GROUP, "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi", "separated",
-              "difference", "difference_lo", "difference_hi", "no_interval"]
+              "difference", "difference_lo", "difference_hi", "items_factor", "no_interval"]
 
 
 def separation(capabilities: pd.DataFrame, draws: dict[tuple, np.ndarray] | None = None) -> pd.DataFrame:
@@ -246,7 +246,9 @@ def separation(capabilities: pd.DataFrame, draws: dict[tuple, np.ndarray] | None
     NaN without). The difference's interval is the test of "the ends differ"; two intervals apart is
     the stricter reading (about p < 0.006 where both are normal). A capability whose interval has no
     width (a perplexity without a stderr: its noise is unmeasured, not zero) is no end: it is named
-    in ``no_interval``."""
+    in ``no_interval``. ``items_factor``: how many times the items the two intervals would need to
+    be apart, were their estimates to hold (an interval narrows as 1 / sqrt(items)); below 1 where
+    they already are, NaN where the ends do not differ."""
     rows = []
     for group, grp in capabilities.groupby(GROUP, sort=True):
         measured = grp[grp["hi"] > grp["lo"]].sort_values("fragility", ascending=False)
@@ -257,9 +259,12 @@ def separation(capabilities: pd.DataFrame, draws: dict[tuple, np.ndarray] | None
         if draws:  # fragility = 1 - mean retention
             lo, hi = np.nanpercentile(draws[(*group, least["capability"])] - draws[(*group, most["capability"])],
                                       [2.5, 97.5])
+        gap = most["fragility"] - least["fragility"]
+        reach = (most["fragility"] - most["lo"]) + (least["hi"] - least["fragility"])  # the sides that face
         rows.append({**dict(zip(GROUP, group)), "most_fragile": most["capability"], "most_lo": most["lo"],
                      "most_hi": most["hi"], "least_fragile": least["capability"], "least_lo": least["lo"],
                      "least_hi": least["hi"], "separated": bool(most["lo"] > least["hi"]),
-                     "difference": most["fragility"] - least["fragility"], "difference_lo": lo, "difference_hi": hi,
+                     "difference": gap, "difference_lo": lo, "difference_hi": hi,
+                     "items_factor": (reach / gap) ** 2 if gap > 0 else np.nan,
                      "no_interval": ", ".join(grp.loc[~grp.index.isin(measured.index), "capability"])})
     return pd.DataFrame(rows, columns=SEPARATION)

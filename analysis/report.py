@@ -42,7 +42,10 @@ among those measured with one (a perplexity without a stderr has an interval of 
 is unmeasured, not zero, so it is no end; no_interval names it); separated = the two intervals do
 not overlap. difference = most - least fragility, with its own 95%
 interval from the same bootstrap draws: an interval above 0 says the ends differ (at 5%, though
-picking the ends by their estimates first makes that a little easier than a test chosen beforehand)."""
+picking the ends by their estimates first makes that a little easier than a test chosen beforehand).
+items_factor = how many times the items per benchmark the two intervals would need to be apart, were
+the estimates to hold (intervals narrow as 1 / sqrt(items)): above 1, more items than these runs
+scored; below 1, they are apart with room to spare."""
 UNFINISHED_INTRO = """A run that failed or was cut off while running (a sweep interrupted: rerun it to finish them)
 scored only its first stages. Counted, it would end some curves at a width the others never reach,
 so every table and figure here reads finished runs only (completed, or stopped as catastrophic)."""

@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     cols = {"curves": ["method", "benchmark", "paired_items", "fragility", "lo", "hi", "lo_indep", "hi_indep", "narrower"],
             "capabilities": ["method", "capability", "fragility", "lo", "hi", "lo_indep", "hi_indep", "narrower"],
             "separation": ["method", "most_fragile", "most_lo", "most_hi", "least_fragile", "least_lo", "least_hi",
-                           "separated", "separated_indep", "difference", "difference_lo", "difference_hi",
+                           "separated", "separated_indep", "difference", "difference_lo", "difference_hi", "items_factor",
                            "difference_lo_indep", "difference_hi_indep"]}
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         for kind, table in out.items():

@@ -73,6 +73,20 @@ def test_the_hierarchys_ends_are_separated_where_their_intervals_are_apart(resul
     assert not F.separation(wide)["separated"].any() and F.separation(wide)["difference_lo"].isna().all()
 
 
+def test_the_ends_say_how_many_times_the_items_would_set_their_intervals_apart():
+    """Most 0.5 [0.4, 0.6] against least 0.3: with least's upper end at 0.45 the facing sides reach
+    0.1 + 0.15 = 0.25 across a gap of 0.2, so (0.25 / 0.2)^2 = 1.5625 times the items; at 0.35 they
+    are apart already and 0.69 times would do; equal estimates never part."""
+    def ends(least_hi, least=0.3):
+        caps = pd.DataFrame({"model": "M", "size": "1B", "variant": "base", "method": "maw",
+                             "capability": ["a", "b"], "fragility": [0.5, least], "lo": [0.4, 0.1],
+                             "hi": [0.6, least_hi]})
+        return F.separation(caps).iloc[0]
+    assert ends(0.45)["items_factor"] == pytest.approx(1.5625) and not ends(0.45)["separated"]
+    assert ends(0.35)["items_factor"] == pytest.approx((0.15 / 0.2) ** 2) and ends(0.35)["separated"]
+    assert np.isnan(ends(0.6, least=0.5)["items_factor"])
+
+
 def test_u_curve_is_detected_and_nothing_else(result):
     shapes = result.shapes[result.shapes["variant"] == "base"].set_index("benchmark")
     assert shapes.loc["boolq", "shape"] == "non-monotonic"
