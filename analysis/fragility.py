@@ -120,7 +120,7 @@ def retention_draws(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> tu
     wrong) cancels out of their difference. Else each score is drawn from Normal(score, stderr),
     one baseline draw per row shared by every point (they all divide by it); missing stderrs add
     no noise, and items paired is 0."""
-    paired = _paired_scores(curve, n, rng)
+    paired = paired_scores(curve, n, rng)
     if paired is not None:
         score, shared = paired
         base = score[:, :1]  # the baseline anchor is the curve's first point
@@ -136,7 +136,7 @@ def retention_draws(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> tu
     return draws, shared
 
 
-def _paired_scores(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
+def paired_scores(curve: pd.DataFrame, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
     """[n, points] scores, each draw the mean over one resample of the items every scored point
     shares (a point never scored gets 0: it is the floor anyway), and how many items that is; None
     where a scored point has no items, or they share fewer than MIN_PAIRED."""

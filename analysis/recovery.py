@@ -5,8 +5,9 @@ healing (glu_ray.recovery); each pairs with the same run's unhealed row and the 
 Per benchmark, the recovered share is ``(after - before) / (baseline - before)``: 0 = healing
 changed nothing, 1 = back to the baseline, < 0 = healing made it worse. Scores are accuracies as
 measured and perplexities as log-perplexity (cross-entropy), so a share of a perplexity gap is a
-share of the lost nats. The interval is a bootstrap over Normal(score, stderr) of all three
-scores; where pruning cost less than noise (``gap`` below two combined stderrs, or 0.01), there is
+share of the lost nats. The interval is a bootstrap of all three scores: paired over the items
+where all three kept their scores item by item (the same resample for each, as the fragility
+intervals are), else over Normal(score, stderr) of each; where pruning cost less than noise (``gap`` below two combined stderrs, or 0.01), there is
 nothing to recover and the share is left empty.
 """
 
@@ -26,7 +27,8 @@ NONE = NOT_HEALED
 POINT = ["model", "size", "variant", "method", "healing", "ratio"]  # one healed trial
 MIN_GAP = 0.01
 SHARE_COLUMNS = [*POINT, "benchmark", "capability", "retention_before", "retention_after", "recovered_share",
-                 "lo", "hi", "gap"]
+                 "lo", "hi", "gap", "paired_items"]
+SCORES = ("score_base", "score_before", "score")  # baseline, pruned, healed: their items are items_base, ...
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,32 @@ def _joined(df: pd.DataFrame) -> pd.DataFrame:
     """Each healed row with its unhealed twin (``_before``) and the baseline (``_base``)."""
     df = df.assign(ratio=ratio_key(df))
     keys = ["model", "variant", "benchmark"]
-    base = df[df["method"] == BASELINE][[*keys, "score", "stderr"]]
+    df = df if "items" in df else df.assign(items=None)
+    base = df[df["method"] == BASELINE][[*keys, "score", "stderr", "items"]]
     pruned = df[(df["method"] != BASELINE) & (df["healing"] == NONE)]
     healed = df[df["healing"] != NONE]
     twin = ["model", "variant", "method", "ratio", "benchmark"]
-    out = healed.merge(pruned[[*twin, "score", "stderr"]], on=twin, suffixes=("", "_before"))
+    out = healed.merge(pruned[[*twin, "score", "stderr", "items"]], on=twin, suffixes=("", "_before"))
     return out.merge(base, on=keys, suffixes=("", "_base")).reset_index(drop=True)
 
 
-def _draws(j: pd.DataFrame, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """[n, rows] draws of (baseline, before, after) on the share's scale."""
+def _draws(j: pd.DataFrame, n: int, rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """[n, rows] draws of (baseline, before, after) on the share's scale, and each row's items
+    paired: where all three kept their items, one resample of the items they share for the three
+    (F.paired_scores), so what healing left alone cancels out; else each from Normal(score, stderr)."""
     lower = (j["direction"] == "lower").to_numpy()
-    out = []
-    for col in ("score_base", "score_before", "score"):
-        se = np.nan_to_num(j[col.replace("score", "stderr")].to_numpy(float))
-        draw = j[col].to_numpy(float) + rng.standard_normal((n, len(j))) * se
-        out.append(_log_if_lower(draw, lower))
-    return tuple(out)
+    drawn = [j[c].to_numpy(float) + rng.standard_normal((n, len(j))) * np.nan_to_num(
+        j[c.replace("score", "stderr")].to_numpy(float)) for c in SCORES]
+    paired = np.zeros(len(j), int)
+    for row in range(len(j)):
+        three = pd.DataFrame({"score": [j.at[row, c] for c in SCORES],
+                              "items": [j.at[row, c.replace("score", "items")] for c in SCORES]})
+        got = F.paired_scores(three, n, rng)
+        if got is not None:
+            for k in range(3):
+                drawn[k][:, row] = got[0][:, k]
+            paired[row] = got[1]
+    return tuple(_log_if_lower(d, lower) for d in drawn), paired
 
 
 def recovered_shares(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0) -> tuple[pd.DataFrame, dict]:
@@ -89,7 +100,7 @@ def recovered_shares(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0)
         return pd.DataFrame(columns=SHARE_COLUMNS), {}
     lower = (j["direction"] == "lower").to_numpy()
     base, before, after = (_log_if_lower(j[c].to_numpy(float), lower) for c in ("score_base", "score_before", "score"))
-    b, p, h = _draws(j, n_boot, np.random.default_rng(seed))
+    (b, p, h), paired = _draws(j, n_boot, np.random.default_rng(seed))
     gap = base - before  # perplexities: negative, as is a recovery (after - before), so the share is positive
     se_gap = np.hypot(*(np.nan_to_num(_scale_se(j, c, lower)) for c in ("base", "before")))
     nothing = np.abs(gap) < np.maximum(2 * se_gap, MIN_GAP)
@@ -103,7 +114,7 @@ def recovered_shares(df: pd.DataFrame, *, n_boot: int = F.N_BOOT, seed: int = 0)
     ret_before = _retention(j, "score_before")
     ret_after = _retention(j, "score")
     out = j.assign(retention_before=ret_before, retention_after=ret_after, recovered_share=share, lo=lo, hi=hi,
-                   gap=gap)
+                   gap=gap, paired_items=paired)
     keys = [tuple(r) for r in out[[*POINT, "benchmark"]].itertuples(index=False)]
     return out[SHARE_COLUMNS], dict(zip(keys, share_draws.T))
 
@@ -192,10 +203,11 @@ INTRO = """A healed trial's model is evaluated again after healing (same suite),
 before healing and the unpruned baseline. Recovered share = (after - before) / (baseline - before)
 per benchmark: 0 = healing changed nothing, 1 = back to the baseline, below 0 = worse than before
 (perplexities on the log scale: the share of the lost cross-entropy won back). 95% bootstrap
-interval from the stderrs of all three scores; empty where pruning cost less than noise. A capability
+interval: paired over the items all three runs kept item by item (paired_items: how many), else
+from the stderrs of all three scores; empty where pruning cost less than noise. A capability
 pools its benchmarks' shares draw by draw. Least recovered first; a shared tier marks a tie."""
 SHARE_TABLE = ["model", "variant", "method", "healing", "ratio", "rank", "tier", "benchmark", "capability",
-               "retention_before", "retention_after", "recovered_share", "lo", "hi", "tied_with"]
+               "retention_before", "retention_after", "recovered_share", "lo", "hi", "paired_items", "tied_with"]
 SIDE_TABLE = ["model", "variant", "method", "healing", "{label}", "rank_before", "fragility_before",
               "rank_after", "fragility_after", "fragility_change"]
 

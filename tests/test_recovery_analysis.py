@@ -84,3 +84,25 @@ def test_rows_without_a_healing_column_count_as_unhealed(table):
     legacy = table[table["healing"] == "none"].drop(columns="healing")
     assert not has_healing(legacy) and len(unhealed(legacy)) == len(legacy)
     assert np.isfinite(recovered_shares(table, n_boot=50)[0]["recovered_share"]).sum() == 8
+
+
+def test_recovered_share_pairs_over_the_items_all_three_runs_kept():
+    """200 items: the baseline gets 120 right, pruning loses 50 of them, healing wins back 25. The
+    share is 0.5 either way; paired over the items, only the 50 lost ones vary (about 0.5 +- 0.07),
+    while the three binomial stderrs drawn apart make the interval several times wider."""
+    base = {f"q{i}": float(i < 120) for i in range(200)}
+    before = {k: 0.0 if int(k[1:]) < 50 else v for k, v in base.items()}
+    after = {k: 1.0 if int(k[1:]) < 25 else v for k, v in before.items()}
+    rows = []
+    for method, healing, items in (("baseline", "none", base), ("maw", "none", before), ("maw", "kd", after)):
+        score = sum(items.values()) / len(items)
+        rows.append(dict(model="M", size="1B", variant="base", method=method, expansion_ratio=4.0 if method == "baseline" else 3.2,
+                         pruning_pct=0.0, width=64.0, benchmark="mmlu", capability="knowledge", score=score,
+                         stderr=math.sqrt(score * (1 - score) / 200), direction="higher", chance=0.25,
+                         status="completed", score_name="acc", stderr_source="reported", healing=healing, items=items))
+    paired = recovered_shares(pd.DataFrame(rows, columns=list(COLUMNS)), n_boot=2000)[0].iloc[0]
+    apart = recovered_shares(pd.DataFrame(rows, columns=list(COLUMNS)).assign(items=None), n_boot=2000)[0].iloc[0]
+    assert paired["recovered_share"] == apart["recovered_share"] == pytest.approx(0.5)
+    assert paired["paired_items"] == 200 and apart["paired_items"] == 0
+    assert 0.2 < paired["hi"] - paired["lo"] < 0.35  # 2 * 1.96 * sqrt(0.25 / 50) = 0.28
+    assert apart["hi"] - apart["lo"] > 2 * (paired["hi"] - paired["lo"])
