@@ -6,8 +6,11 @@ compared with random twice:
 
 - **at equal width**: random's score at the same width (the mean over its runs there: seeds);
 - **at equal perplexity**: random's score where random's stage-0 word perplexity equals the run's,
-  interpolated linearly in log perplexity between random's measured widths. No extrapolation: a run
-  whose perplexity lies outside random's measured range gets NaN there.
+  interpolated linearly in log perplexity between random's measured widths, each seed along its own
+  curve (seeds reach different perplexities at one width), then averaged over the seeds whose
+  measured range holds the run's perplexity. No extrapolation: a run whose perplexity lies outside
+  every seed's range gets NaN there. A table that does not say which seed a run had blends the
+  seeds' mean at each width instead.
 
 ``advantage`` columns are signed so that positive means better than random (higher accuracy, lower
 perplexity). A run with no random control in its model is left out.
@@ -36,10 +39,12 @@ def _completed_pruned(df: pd.DataFrame) -> pd.DataFrame:
     return done[done["healing"] == NOT_HEALED] if "healing" in done else done
 
 
-def _stage0(df: pd.DataFrame) -> pd.Series:
-    """(model, method, width) -> the run's stage-0 word perplexity (mean over seeds)."""
-    rows = df[df["benchmark"] == STAGE0.name]
-    return rows.groupby(["model", "method", "width"])["score"].mean()
+def _with_stage0(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each row with its run's stage-0 word perplexity (``stage0_ppl``): the mean where runs share
+    model, method, width and seed (seeds the table does not name). NaN seeds join as equal."""
+    keys = ["model", "method", "width", "seed"]
+    ppl = runs[runs["benchmark"] == STAGE0.name].groupby(keys, dropna=False, as_index=False)["score"].mean()
+    return runs.merge(ppl.rename(columns={"score": "stage0_ppl"}), on=keys, how="left")
 
 
 def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +53,7 @@ def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
     every replicate kept its items, and ``replicates`` = n. Runs
     with another status stay apart (a seed stopped as catastrophic is not averaged with one that ran
     on). A table without replicates comes back as it is."""
-    pooled = ("score", "stderr", "stderr_source", "items", *COST_COLUMNS)
+    pooled = ("score", "stderr", "stderr_source", "items", "seed", *COST_COLUMNS)
     keys = [c for c in df.columns if c not in pooled]
     if df.empty or not df.duplicated(keys).any():
         return df
@@ -59,6 +64,8 @@ def pool_replicates(df: pd.DataFrame) -> pd.DataFrame:
         aggs["stderr_source"] = ("stderr_source", "first")
     if "items" in df.columns:
         aggs["items"] = ("items", _mean_items)
+    if "seed" in df.columns:
+        aggs["seed"] = ("seed", lambda seeds: seeds.iloc[0] if len(seeds) == 1 else np.nan)  # pooled: no one seed
     out = df.groupby(keys, dropna=False, sort=False).agg(**aggs, replicates=("score", "size")).reset_index()
     return out[[*df.columns, "replicates"]]
 
@@ -75,22 +82,37 @@ def versus_random(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (completed pruned run of a non-random metric, benchmark) with random's scores at
     the same width and at the same stage-0 perplexity, the signed advantages (see module doc) and
     their stderrs: paired item by item where the run and random's runs kept their items."""
-    runs = pool_replicates(_completed_pruned(df))
-    ppl = _stage0(runs)
-    scores = runs[runs["benchmark"] != STAGE0.name]
+    runs = _completed_pruned(df)
+    runs = runs if "seed" in runs else runs.assign(seed=np.nan)
+    control = runs["method"] == CONTROL_METRIC
+    mine_all = _with_stage0(pool_replicates(runs[~control]))
+    rand_all = _with_stage0(runs[control])  # seed by seed: each has its own perplexity curve
     out = []
-    for (model, bench), rand in scores[scores["method"] == CONTROL_METRIC].groupby(["model", "benchmark"]):
-        rand = rand.sort_values("width").reset_index(drop=True)  # one row a width: seeds are pooled
-        rand_ppl = np.array([ppl.get((model, CONTROL_METRIC, w), np.nan) for w in rand["width"]], dtype=float)
-        mine = scores[(scores["model"] == model) & (scores["benchmark"] == bench) & (scores["method"] != CONTROL_METRIC)]
+    for (model, bench), rand in rand_all[rand_all["benchmark"] != STAGE0.name].groupby(["model", "benchmark"]):
+        rand = rand.sort_values(["seed", "width"]).reset_index(drop=True)
+        mine = mine_all[(mine_all["model"] == model) & (mine_all["benchmark"] == bench)]
         for run in mine.itertuples(index=False):
-            here = float(ppl.get((model, run.method, run.width), np.nan))
-            same_width = {i: 1.0 for i in np.flatnonzero(rand["width"].to_numpy() == run.width)}
+            at_width = np.flatnonzero(rand["width"].to_numpy() == run.width)
             out.append({"model": model, "method": run.method, "benchmark": bench, "capability": run.capability,
-                        "width": run.width, "pruning_pct": run.pruning_pct, "stage0_ppl": here, "score": run.score,
-                        **_versus(run, rand, same_width, "same_width"),
-                        **_versus(run, rand, _interp_weights(here, rand_ppl), "same_ppl")})
+                        "width": run.width, "pruning_pct": run.pruning_pct, "stage0_ppl": run.stage0_ppl,
+                        "score": run.score,
+                        **_versus(run, rand, {int(i): 1 / len(at_width) for i in at_width}, "same_width"),
+                        **_versus(run, rand, _same_ppl_weights(run.stage0_ppl, rand), "same_ppl")})
     return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def _same_ppl_weights(x: float, rand: pd.DataFrame) -> dict[int, float]:
+    """Row -> weight of random's runs whose blend is random at stage-0 perplexity ``x``: each seed
+    interpolated along its own widths (rows the table cannot tell apart by seed share their width's
+    weight, their perplexity the mean), then the seeds that reach ``x`` averaged."""
+    blends = []
+    for _, seed in rand.groupby("seed", dropna=False, sort=True):
+        widths = seed.groupby("width", sort=True)
+        weights = _interp_weights(x, widths["stage0_ppl"].mean().to_numpy(float))
+        rows = list(widths.groups.values())
+        blends.append({int(i): w / len(rows[k]) for k, w in weights.items() for i in rows[k]})
+    reached = [b for b in blends if b]
+    return {i: w / len(reached) for b in reached for i, w in b.items()}
 
 
 def _interp_weights(x: float, xs: np.ndarray) -> dict[int, float]:

@@ -23,6 +23,7 @@ COLUMNS = (
     "decode_tok_s", "params", "energy_j_per_tok", "healing",
     "planned_out",  # why the sweep's items plan left this benchmark out of the model's hierarchy ("" : kept)
     "items",  # {item: score} where the source kept the score item by item (a sweep's trials), else None
+    "seed",  # the run's pruning seed (the random control's replicates differ by it); NaN where unknown
 )
 # Run-level costs (analysis.pareto), NaN where the source did not measure them: a sweep run with
 # --measure-efficiency has all three (energy only where the device has a counter).
@@ -46,6 +47,7 @@ class RunInfo:
     params: float = math.nan
     energy_j_per_tok: float = math.nan
     healing: str = NOT_HEALED  # the recovery method a pruned model was healed with (analysis.recovery)
+    seed: float = math.nan  # the pruning seed where the source says (a sweep's trials)
 
 
 def tidy_rows(info: RunInfo, values: Mapping[str, float], meta: Mapping[str, BenchMeta],
@@ -115,7 +117,7 @@ def size_label(num_params: float) -> str:
     return f"{int(num_params)}"
 
 
-RUN_KEY = ["model", "variant", "method", "expansion_ratio", "healing"]
+RUN_KEY = ["model", "variant", "method", "expansion_ratio", "healing", "seed"]
 UNFINISHED = [*RUN_KEY, "width", "status", "scored"]
 
 

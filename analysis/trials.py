@@ -35,6 +35,7 @@ def trial_info(cfg: TrialConfig, status: TrialStatus, values: Mapping[str, float
         pruning_pct=cfg.width.pruning_pct,
         width=cfg.width.width,
         status=TrialStatus(status).value,
+        seed=cfg.seed,
         decode_tok_s=number(values.get(efficiency_key(DECODE_TOK_S, PARETO_BATCH))),
         # Parameters are known without the efficiency stage too: the trial reports what it kept.
         params=number(values.get(efficiency_key(PARAMS_TOTAL), values.get(PARAMS_KEPT))),

@@ -149,3 +149,24 @@ def test_the_report_compares_with_random_only_where_the_baseline_is_above_chance
     at_chance = frame.assign(score=frame["score"].where(frame["benchmark"] != "piqa", 0.5))  # piqa: 0.5, chance 0.5
     write_report(at_chance, tmp_path, n_boot=20)
     assert set(pd.read_csv(tmp_path / "versus_random.csv")["benchmark"]) == {"lambada"}
+
+
+def test_equal_perplexity_follows_each_seed_along_its_own_curve():
+    """Two random seeds reach other perplexities at the same widths (10 and 15 at 90, 20 and 40 at
+    80). MAW at perplexity 15 is compared with each seed's own score there, then their mean: seed 1
+    interpolated in log ppl, seed 2 measured; not with a blend of the seeds' means at their mean
+    perplexities. At 35 only seed 2 reaches: seed 1 is not extrapolated."""
+    rows = _rows("baseline", 100, 8.0, 0.7)
+    for seed, points in ((1, ((90, 10.0, 0.60), (80, 20.0, 0.50))), (2, ((90, 15.0, 0.62), (80, 40.0, 0.40)))):
+        rows += [r | {"seed": seed} for width, ppl, acc in points for r in _rows("random", width, ppl, acc)]
+    rows += _rows("maw", 85, 15.0, 0.58) + _rows("maw", 70, 35.0, 0.45)
+    t = versus_random(tidy_frame(rows)).set_index(["width", "benchmark"])
+    seed1 = 0.60 - 0.10 * math.log(15 / 10) / math.log(20 / 10)
+    assert t.at[(85, "piqa"), "random_same_ppl"] == pytest.approx((seed1 + 0.62) / 2)
+    pooled = 0.61 - 0.16 * math.log(15 / 12.5) / math.log(30 / 12.5)  # what the seeds' means would give
+    assert abs(t.at[(85, "piqa"), "random_same_ppl"] - pooled) > 0.003
+    assert t.at[(70, "piqa"), "random_same_ppl"] == pytest.approx(0.62 - 0.22 * math.log(35 / 15) / math.log(40 / 15))
+    assert math.isnan(t.at[(85, "piqa"), "random_same_width"])  # no random run at 85
+    # Unnamed seeds (the same rows without the column): the seeds' means at each width, as before
+    t = versus_random(tidy_frame([{k: v for k, v in r.items() if k != "seed"} for r in rows])).set_index(["width", "benchmark"])
+    assert t.at[(85, "piqa"), "random_same_ppl"] == pytest.approx(pooled)
