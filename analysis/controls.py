@@ -31,7 +31,7 @@ from glu_ray.vocab import BASELINE, NOT_HEALED, TrialStatus
 LABELS = ("same_width", "same_ppl")
 COLUMNS = ("model", "method", "benchmark", "capability", "width", "pruning_pct", "stage0_ppl", "score",
            "random_same_width", "random_same_ppl", "advantage_same_width", "advantage_same_ppl",
-           "se_same_width", "se_same_ppl", "paired_same_width", "paired_same_ppl")
+           "se_same_width", "se_same_ppl", "paired_same_width", "paired_same_ppl", "seeds_same_width", "seeds_same_ppl")
 
 
 def _completed_pruned(df: pd.DataFrame) -> pd.DataFrame:
@@ -93,18 +93,21 @@ def versus_random(df: pd.DataFrame) -> pd.DataFrame:
         mine = mine_all[(mine_all["model"] == model) & (mine_all["benchmark"] == bench)]
         for run in mine.itertuples(index=False):
             at_width = np.flatnonzero(rand["width"].to_numpy() == run.width)
+            same_ppl, seeds = _same_ppl_weights(run.stage0_ppl, rand)
             out.append({"model": model, "method": run.method, "benchmark": bench, "capability": run.capability,
                         "width": run.width, "pruning_pct": run.pruning_pct, "stage0_ppl": run.stage0_ppl,
                         "score": run.score,
                         **_versus(run, rand, {int(i): 1 / len(at_width) for i in at_width}, "same_width"),
-                        **_versus(run, rand, _same_ppl_weights(run.stage0_ppl, rand), "same_ppl")})
+                        **_versus(run, rand, same_ppl, "same_ppl"),
+                        "seeds_same_width": len(at_width), "seeds_same_ppl": seeds})
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 
-def _same_ppl_weights(x: float, rand: pd.DataFrame) -> dict[int, float]:
-    """Row -> weight of random's runs whose blend is random at stage-0 perplexity ``x``: each seed
-    interpolated along its own widths (rows the table cannot tell apart by seed share their width's
-    weight, their perplexity the mean), then the seeds that reach ``x`` averaged."""
+def _same_ppl_weights(x: float, rand: pd.DataFrame) -> tuple[dict[int, float], int]:
+    """(row -> weight of random's runs whose blend is random at stage-0 perplexity ``x``, how many
+    seeds it averages): each seed interpolated along its own widths (rows the table cannot tell
+    apart by seed share their width's weight, their perplexity the mean), then the seeds that reach
+    ``x`` averaged."""
     blends = []
     for _, seed in rand.groupby("seed", dropna=False, sort=True):
         widths = seed.groupby("width", sort=True)
@@ -112,7 +115,7 @@ def _same_ppl_weights(x: float, rand: pd.DataFrame) -> dict[int, float]:
         rows = list(widths.groups.values())
         blends.append({int(i): w / len(rows[k]) for k, w in weights.items() for i in rows[k]})
     reached = [b for b in blends if b]
-    return {i: w / len(reached) for b in reached for i, w in b.items()}
+    return {i: w / len(reached) for b in reached for i, w in b.items()}, len(reached)
 
 
 def _interp_weights(x: float, xs: np.ndarray) -> dict[int, float]:

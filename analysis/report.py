@@ -57,9 +57,11 @@ its model and method keeps as much retention for less. A cost the device does no
 (energy without an NVML or RAPL counter) is left empty, never zero."""
 CONTROLS_INTRO = """Each metric's completed runs against random pruning (the control), per benchmark in the
 hierarchy (one left out at chance says nothing here either): at the same width (random's mean over
-its runs there), and at the same stage-0 word perplexity (random's score
-interpolated in log perplexity between its measured widths; no extrapolation, so a run outside
-random's range has no equal-perplexity point). Advantage > 0: better than random (higher accuracy,
+its runs there), and at the same stage-0 word perplexity (each random seed's score interpolated in
+log perplexity between its own measured widths, since seeds reach other perplexities at one width,
+then averaged over the seeds whose range holds the run's perplexity: seeds_same_ppl in
+versus_random.csv; no extrapolation, so a run outside every seed's range has no equal-perplexity
+point). Advantage > 0: better than random (higher accuracy,
 lower perplexity). A metric can beat random at equal width only because it prunes more gently:
 the equal-perplexity column says whether it keeps more capability for the same language-modelling
 loss. Each advantage has a stderr: where the run and random's runs kept their scores item by item,
@@ -196,7 +198,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     if df.empty or not (df["method"] == BASELINE).any():
         raise GluRayError("no results with an unpruned baseline to compare against"
                           + (f" ({len(unfinished)} runs have not finished: rerun the sweep)" if len(unfinished) else ""))
-    df = controls.pool_replicates(df)  # the control's seeds: one point per width, their mean
+    seeds = df  # the comparison with random follows each of its seeds along its own perplexity curve
+    df = controls.pool_replicates(df)  # everywhere else the control's seeds are one point per width, their mean
     all_rows, df = df, recovery.unhealed(df)  # every analysis but recovery reads the models as pruned
     a = analyse(df, n_boot=n_boot, seed=seed)
     if a.hierarchy.empty:
@@ -216,7 +219,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, mlflow_run_id: str | 
     if measured_axes(front):
         figures["pareto"] = plots.pareto(front, out / "pareto.png")
     sections = _sections(a, figures, (points, summary), df, tuple(notes), front, unfinished)
-    versus = controls.versus_random(without(df, a.left_out))
+    versus = controls.versus_random(without(seeds, a.left_out))
     sections += _control_sections(versus)
     rec = recovery.recovery(all_rows, a, n_boot=n_boot, seed=seed) if recovery.has_healing(all_rows) else None
     if rec is not None:

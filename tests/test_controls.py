@@ -170,3 +170,21 @@ def test_equal_perplexity_follows_each_seed_along_its_own_curve():
     # Unnamed seeds (the same rows without the column): the seeds' means at each width, as before
     t = versus_random(tidy_frame([{k: v for k, v in r.items() if k != "seed"} for r in rows])).set_index(["width", "benchmark"])
     assert t.at[(85, "piqa"), "random_same_ppl"] == pytest.approx(pooled)
+
+
+def test_the_report_compares_each_random_seed_along_its_own_curve(tmp_path):
+    """write_report pools the seeds for its hierarchies, but its comparison with random must not:
+    versus_random.csv holds the per-seed blend and says how many seeds reached each perplexity."""
+    import pandas as pd
+
+    from analysis.report import write_report
+
+    rows = _rows("baseline", 100, 8.0, 0.7)
+    for seed, points in ((1, ((90, 10.0, 0.60), (80, 20.0, 0.50))), (2, ((90, 15.0, 0.62), (80, 40.0, 0.40)))):
+        rows += [r | {"seed": seed} for width, ppl, acc in points for r in _rows("random", width, ppl, acc)]
+    rows += _rows("maw", 85, 15.0, 0.58) + _rows("maw", 70, 35.0, 0.45)
+    write_report(tidy_frame(rows), tmp_path, n_boot=20)
+    t = pd.read_csv(tmp_path / "versus_random.csv").set_index(["width", "benchmark"])
+    seed1 = 0.60 - 0.10 * math.log(15 / 10) / math.log(20 / 10)
+    assert t.at[(85, "piqa"), "random_same_ppl"] == pytest.approx((seed1 + 0.62) / 2)
+    assert t.at[(85, "piqa"), "seeds_same_ppl"] == 2 and t.at[(70, "piqa"), "seeds_same_ppl"] == 1
