@@ -110,9 +110,8 @@ def _same_ppl_weights(x: float, rand: pd.DataFrame) -> tuple[dict[int, float], i
     ``x`` averaged."""
     blends = []
     for _, seed in rand.groupby("seed", dropna=False, sort=True):
-        widths = seed.groupby("width", sort=True)
-        weights = _interp_weights(x, widths["stage0_ppl"].mean().to_numpy(float))
-        rows = list(widths.groups.values())
+        rows = [g.index for _, g in seed.groupby("width", sort=True)]  # a width's runs of this seed
+        weights = _interp_weights(x, np.array([seed.loc[r, "stage0_ppl"].mean() for r in rows], dtype=float))
         blends.append({int(i): w / len(rows[k]) for k, w in weights.items() for i in rows[k]})
     reached = [b for b in blends if b]
     return {i: w / len(reached) for b in reached for i, w in b.items()}, len(reached)
