@@ -142,8 +142,12 @@ def _control_sections(versus: pd.DataFrame) -> list[tuple[str, Content]]:
     if versus.empty:
         return [("Against random pruning", "No completed random-pruning run shares a model and a benchmark with "
                  "another metric's (add random to --metrics).")]
-    return [("Against random pruning", CONTROLS_INTRO),
-            ("Against random pruning: mean advantage per benchmark", controls.summary(versus))]
+    out = [("Against random pruning", CONTROLS_INTRO)]
+    if versus["seeds_same_width"].eq(0).all():  # say why a whole column is empty, lest it read as a fault
+        out.append(("Against random pruning: no shared width", "No run shares a width with a random one (with "
+                    "--widths auto each metric's widths are placed by its own perplexity), so only the "
+                    "equal-perplexity comparison has values."))
+    return out + [("Against random pruning: mean advantage per benchmark", controls.summary(versus))]
 
 
 def _pareto_sections(front: pd.DataFrame, figures: dict[str, Path]) -> list[tuple[str, Content]]:

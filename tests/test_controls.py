@@ -79,6 +79,7 @@ def test_the_report_has_the_comparison_and_its_csv(frame, tmp_path):
 
     report = write_report(frame, tmp_path, n_boot=20).read_text()
     assert "## Against random pruning: mean advantage per benchmark" in report
+    assert "no shared width" not in report  # maw's 80 is one of random's widths
     rows = pd.read_csv(tmp_path / "versus_random.csv")
     assert len(rows) == 3 and set(rows["method"]) == {"maw"}  # maw: piqa and lambada at 80, piqa at 60
 
@@ -183,7 +184,8 @@ def test_the_report_compares_each_random_seed_along_its_own_curve(tmp_path):
     for seed, points in ((1, ((90, 10.0, 0.60), (80, 20.0, 0.50))), (2, ((90, 15.0, 0.62), (80, 40.0, 0.40)))):
         rows += [r | {"seed": seed} for width, ppl, acc in points for r in _rows("random", width, ppl, acc)]
     rows += _rows("maw", 85, 15.0, 0.58) + _rows("maw", 70, 35.0, 0.45)
-    write_report(tidy_frame(rows), tmp_path, n_boot=20)
+    text = write_report(tidy_frame(rows), tmp_path, n_boot=20).read_text()
+    assert "## Against random pruning: no shared width" in text  # maw's 85 and 70 are no random width
     t = pd.read_csv(tmp_path / "versus_random.csv").set_index(["width", "benchmark"])
     seed1 = 0.60 - 0.10 * math.log(15 / 10) / math.log(20 / 10)
     assert t.at[(85, "piqa"), "random_same_ppl"] == pytest.approx((seed1 + 0.62) / 2)
