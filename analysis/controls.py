@@ -92,29 +92,26 @@ def versus_random(df: pd.DataFrame) -> pd.DataFrame:
         rand = rand.sort_values(["seed", "width"]).reset_index(drop=True)
         mine = mine_all[(mine_all["model"] == model) & (mine_all["benchmark"] == bench)]
         for run in mine.itertuples(index=False):
-            at_width = np.flatnonzero(rand["width"].to_numpy() == run.width)
-            same_ppl, seeds = _same_ppl_weights(run.stage0_ppl, rand)
+            same_width = [{int(i): 1.0} for i in np.flatnonzero(rand["width"].to_numpy() == run.width)]
+            same_ppl = _same_ppl_blends(run.stage0_ppl, rand)
             out.append({"model": model, "method": run.method, "benchmark": bench, "capability": run.capability,
                         "width": run.width, "pruning_pct": run.pruning_pct, "stage0_ppl": run.stage0_ppl,
-                        "score": run.score,
-                        **_versus(run, rand, {int(i): 1 / len(at_width) for i in at_width}, "same_width"),
+                        "score": run.score, **_versus(run, rand, same_width, "same_width"),
                         **_versus(run, rand, same_ppl, "same_ppl"),
-                        "seeds_same_width": len(at_width), "seeds_same_ppl": seeds})
+                        "seeds_same_width": len(same_width), "seeds_same_ppl": len(same_ppl)})
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 
-def _same_ppl_weights(x: float, rand: pd.DataFrame) -> tuple[dict[int, float], int]:
-    """(row -> weight of random's runs whose blend is random at stage-0 perplexity ``x``, how many
-    seeds it averages): each seed interpolated along its own widths (rows the table cannot tell
-    apart by seed share their width's weight, their perplexity the mean), then the seeds that reach
-    ``x`` averaged."""
+def _same_ppl_blends(x: float, rand: pd.DataFrame) -> list[dict[int, float]]:
+    """Per seed of random that reaches stage-0 perplexity ``x``: row -> weight of its runs whose
+    blend is that seed at ``x``, interpolated along its own widths (rows the table cannot tell apart
+    by seed share their width's weight, their perplexity the mean)."""
     blends = []
     for _, seed in rand.groupby("seed", dropna=False, sort=True):
         rows = [g.index for _, g in seed.groupby("width", sort=True)]  # a width's runs of this seed
         weights = _interp_weights(x, np.array([seed.loc[r, "stage0_ppl"].mean() for r in rows], dtype=float))
         blends.append({int(i): w / len(rows[k]) for k, w in weights.items() for i in rows[k]})
-    reached = [b for b in blends if b]
-    return {i: w / len(reached) for b in reached for i, w in b.items()}, len(reached)
+    return [b for b in blends if b]
 
 
 def _interp_weights(x: float, xs: np.ndarray) -> dict[int, float]:
@@ -132,13 +129,18 @@ def _interp_weights(x: float, xs: np.ndarray) -> dict[int, float]:
     return {lo_i: float(1 - t), hi_i: float(t)}
 
 
-def _versus(run, rand: pd.DataFrame, weights: dict[int, float], label: str) -> dict[str, float]:
-    """Random's blended score, the run's signed advantage over it and that advantage's stderr: from
-    the item-by-item differences where the run and the blended runs share items, else from their
-    stderrs as independent."""
-    if not weights:
+def _versus(run, rand: pd.DataFrame, blends: list[dict[int, float]], label: str) -> dict[str, float]:
+    """Random's score (the mean of its seeds' ``blends``), the run's signed advantage over it and that
+    advantage's stderr. Items: from the item-by-item differences where the run and the blended runs
+    share items, else from their stderrs as independent. Seeds: where two or more are averaged,
+    their spread (stderr of their mean) adds in quadrature, since random is itself a draw."""
+    if not blends:
         nan = float("nan")
         return {f"random_{label}": nan, f"advantage_{label}": nan, f"se_{label}": nan, f"paired_{label}": 0}
+    weights: dict[int, float] = {}
+    for blend in blends:
+        for i, w in blend.items():
+            weights[i] = weights.get(i, 0.0) + w / len(blends)
     sign = 1.0 if run.direction == "higher" else -1.0
     control = sum(w * rand.at[i, "score"] for i, w in weights.items())
     items = [run.items, *(rand.at[i, "items"] for i in weights)] if "items" in rand else [None]
@@ -148,8 +150,10 @@ def _versus(run, rand: pd.DataFrame, weights: dict[int, float], label: str) -> d
         se = float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
     else:
         se = float(np.sqrt(run.stderr ** 2 + sum((w * rand.at[i, "stderr"]) ** 2 for i, w in weights.items())))
+    seeds = [sum(w * rand.at[i, "score"] for i, w in blend.items()) for blend in blends]
+    spread = float(np.std(seeds, ddof=1) / np.sqrt(len(seeds))) if len(seeds) > 1 else 0.0
     return {f"random_{label}": float(control), f"advantage_{label}": float(sign * (run.score - control)),
-            f"se_{label}": se, f"paired_{label}": len(shared) if len(shared) > 1 else 0}
+            f"se_{label}": float(np.hypot(se, spread)), f"paired_{label}": len(shared) if len(shared) > 1 else 0}
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -66,7 +66,9 @@ lower perplexity). A metric can beat random at equal width only because it prune
 the equal-perplexity column says whether it keeps more capability for the same language-modelling
 loss. Each advantage has a stderr: where the run and random's runs kept their scores item by item,
 from the item-by-item differences on the items they share (paired: the items both answer alike
-cancel out); else from the scores' stderrs as independent. strongest_z: the width whose advantage
+cancel out); else from the scores' stderrs as independent; where two or more random seeds are
+averaged, the stderr of their mean adds in quadrature (random is itself a draw; with one seed that
+spread is unknown and the stderr counts items only). strongest_z: the width whose advantage
 is the most stderrs from zero, signed (|z| > 2: beyond noise at that width; across many widths and
 benchmarks a few such are expected by chance). Every run is in versus_random.csv."""
 PARETO_COLUMNS = ["model", "variant", "method", "ratio", "pruning_pct", "retention", "lo", "hi", "benchmarks",

@@ -116,8 +116,9 @@ def test_seeds_item_scores_are_pooled_item_by_item(frame):
 def test_advantages_carry_their_stderr_paired_over_items_where_kept(frame):
     t = versus_random(frame).set_index(["method", "width", "benchmark"])
     piqa = t.loc[("maw", 80, "piqa")]
-    # No items: independent stderrs, random's two seeds pooled (sqrt(2 x 0.01^2) / 2)
-    assert piqa["se_same_width"] == pytest.approx(math.sqrt(0.01**2 + 0.01**2 / 2))
+    # No items: independent stderrs, random's two seeds averaged (sqrt(2 x 0.01^2) / 2), and the two
+    # seeds' spread (0.50 and 0.54: stderr of their mean 0.02) in quadrature: random is itself a draw
+    assert piqa["se_same_width"] == pytest.approx(math.sqrt(0.01**2 + 0.01**2 / 2 + 0.02**2))
     assert piqa["se_same_ppl"] == pytest.approx(math.sqrt(2) * 0.01)  # maw's ppl 10 is random's width-90 point
     assert piqa["paired_same_width"] == 0
 
@@ -168,6 +169,8 @@ def test_equal_perplexity_follows_each_seed_along_its_own_curve():
     assert abs(t.at[(85, "piqa"), "random_same_ppl"] - pooled) > 0.003
     assert t.at[(70, "piqa"), "random_same_ppl"] == pytest.approx(0.62 - 0.22 * math.log(35 / 15) / math.log(40 / 15))
     assert math.isnan(t.at[(85, "piqa"), "random_same_width"])  # no random run at 85
+    # the two seeds read 0.54 and 0.62 at 15: their mean's stderr, 0.039, is in the advantage's; one seed has none
+    assert t.at[(85, "piqa"), "se_same_ppl"] > abs(seed1 - 0.62) / 2 > 0.03 > t.at[(70, "piqa"), "se_same_ppl"]
     # Unnamed seeds (the same rows without the column): the seeds' means at each width, as before
     t = versus_random(tidy_frame([{k: v for k, v in r.items() if k != "seed"} for r in rows])).set_index(["width", "benchmark"])
     assert t.at[(85, "piqa"), "random_same_ppl"] == pytest.approx(pooled)
