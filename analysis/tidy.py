@@ -123,7 +123,7 @@ UNFINISHED = [*RUN_KEY, "width", "status", "scored"]
 
 def finished(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the rows of runs that finished: completed, or stopped as catastrophic; one row per run that
-    did not, with the benchmarks it had scored). A trial that failed or was cut off while running
+    did not, with the benchmarks it had scored: a run that scored nothing has no row to list). A trial that failed or was cut off while running
     scored only its first stages: counted, it would end some curves at a width the others never
     reach and stretch their ratio range, so the analyses read finished runs only and the report
     lists the rest."""

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from faultkit import assert_mlflow_matches_ledger, planned_faults, tiny_model, trial_runs
@@ -156,6 +157,12 @@ def test_nan_perplexity_is_catastrophic_and_analysis_survives_it(fault_sweep, tm
     analyse(df)
     path = write_report(df, tmp_path / "report")
     assert path.is_file() and path.stat().st_size > 0
+    # The task-error trial scored stage 0 before lm-eval failed: no point of any curve, but listed
+    # (the trials that failed before any score have no row in the table to list)
+    left = pd.read_csv(path.parent / "unfinished.csv")
+    assert left[["method", "status", "scored"]].values.tolist() == [["maw", "failed", "ppl"]]
+    assert t["task_error"].width.width in set(left["width"])
+    assert "## Left out: runs that did not finish (table)" in path.read_text()
 
 
 def test_parallel_trials_lose_no_metric(fault_sweep):
