@@ -159,7 +159,7 @@ def kill_when_running_on(ledger: Path, node: str, raylet: int, slow: Path, kille
         while time.monotonic() < end and "key" not in killed:
             events = Ledger(ledger).events() if ledger.is_file() else []
             if any(e.kind == REFERENCE for e in events) and not slow.read_text():
-                slow.write_text(node)  # the sweep's trials from now on: not the reference run, which Tune stops
+                slow.write_text(node)  # the sweep's trials from now on: not the reference run, which ends after stage 0
             ended = {e.key for e in events if e.kind == "end"}
             hit = next((e.key for e in events if e.kind == "result" and e.stage == 0
                         and e.data.get(NODE_ID) == node and e.key not in ended), None)

@@ -202,7 +202,15 @@ def _task_error(cfg, model, tasks_dir):
 
 
 # fault name -> fn(trial config, pruned model, argument) -> the config the trial evaluates with
-FAULTS = {"catastrophic": _scale_down, "nan": _nan_weights, "raise": _raise, "oom": _oom, "task_error": _task_error}
+def _slow_teardown(cfg, model, seconds):
+    # Nothing changes before stage 0; the trial's thread takes ``seconds`` more to end once its
+    # stages are left (install's wrapper sleeps as the trial lets go of them): past Tune's 2 s
+    # grace for a finished trial's thread, the next trial Tune gives the same actor used to abort.
+    return cfg
+
+
+FAULTS = {"catastrophic": _scale_down, "nan": _nan_weights, "raise": _raise, "oom": _oom, "task_error": _task_error,
+          "slow_teardown": _slow_teardown}
 
 def plan_file(base: Path) -> Path:
     """Where this session's fault plan lives (trial key -> [fault, argument]); one per session."""
@@ -256,10 +264,14 @@ def install(plan: Path) -> None:
 
     def evaluate_stages(cfg, model, tok, **kwargs):  # the trial's own keywords pass through (on_result, meter)
         planned = json.loads(plan.read_text()) if plan.is_file() else {}
-        if cfg.key in planned:
-            fault, arg = planned[cfg.key]
+        fault, arg = planned.get(cfg.key, (None, None))
+        if fault:
             cfg = FAULTS[fault](cfg, model, arg)
-        yield from real(cfg, model, tok, **kwargs)
+        try:
+            yield from real(cfg, model, tok, **kwargs)
+        finally:  # the trial is done with its stages: returned, or stopped at a report
+            if fault == "slow_teardown":
+                time.sleep(float(arg))
 
     evaluate_stages.__wrapped_by_faultkit__ = real
     trial.evaluate_stages = evaluate_stages

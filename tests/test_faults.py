@@ -173,3 +173,27 @@ def test_parallel_trials_lose_no_metric(fault_sweep):
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), f"no two trials overlapped: {spans}"
     assert_mlflow_matches_ledger(result.tracking_uri, "faults", result.experiment_dir / "ledger.jsonl",
                                  [c.key for c in result.trials])
+
+
+def test_a_reference_slow_to_tear_down_does_not_abort_the_next_one_on_its_actor(tmp_path_factory, ray_cluster):
+    """The references run one at a time and Tune hands each the previous one's actor
+    (reuse_actors), giving the previous trial's thread 2 s to end. The first reference here takes
+    4 s to let go of its stages (faultkit's slow_teardown): the second must still be measured, not
+    aborted with Tune's "requires reset_config()", which left its model's trials unstarted. (A
+    reference that Tune stopped after stage 0 was torn down inside that grace; one that ends itself
+    is torn down before Tune moves on.)"""
+    good, text = tiny_model(tmp_path_factory.getbasetemp())
+    root = tmp_path_factory.mktemp("slow-teardown")
+    other = root / "tiny-copy"
+    shutil.copytree(good, other)  # a second model: a second reference, after the first on one actor
+    ev = EvalSpec(suite="tiny", tasks=("tiny_mc",), limit=4, batch_size=4, ppl_text=str(text))
+    grid = SweepGrid((ModelSpec(str(good), "tiny"), ModelSpec(str(other), "tiny")), ("maw",),
+                     (TargetWidth(pruning_pct=50),), ev, stop=StopRule(threshold=1e6))
+    baselines, _ = build_trials(grid)
+    opts = SweepOptions(name="slow-teardown", storage=str(root), max_concurrent=1, max_failures=0, verbose=0)
+    with planned_faults(ray_cluster, *((b, "slow_teardown", 4.0) for b in baselines)):
+        result = run_sweep(grid, opts)
+    events = Ledger(result.experiment_dir / "ledger.jsonl").events()
+    assert {e.key for e in events if e.kind == "reference"} == {b.key for b in baselines}
+    assert result.finished and {r["status"] for r in result.rows.values()} == {"completed"}
+

@@ -43,7 +43,7 @@ from glu_ray.sweep.plan import expected_seconds, longest_first, reference_trials
 from glu_ray.sweep.results import results_table
 from glu_ray.sweep.trial import run_trial
 from glu_ray.tracking.runs import Tracker, default_tracking_uri
-from glu_ray.vocab import PPL_RATIO, PPL_WORD, STAGE, safe
+from glu_ray.vocab import PPL_RATIO, PPL_WORD, safe
 
 log = logging.getLogger("glu_ray")
 
@@ -156,7 +156,7 @@ def _trial_lines(opts: SweepOptions) -> list:
 
 
 def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Path) -> bool:
-    """Each reference not yet measured: its trial, stopped by Tune after stage 0, alone on a whole
+    """Each reference not yet measured: its trial, ended after stage 0 (its first report), alone on a whole
     GPU (the cluster is otherwise idle: first-fit would stack fractional ones on one GPU). False
     when cut short (Ctrl-C), so the sweep does not start."""
     from glu_ray.sweep.references import ReferenceCallback  # lazy: Tune (see _run_phase)
@@ -168,7 +168,7 @@ def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Pa
     done = ReferenceCallback(ledger, opts.verbose)
     gpu_mem = gpu_memory(opts.gpu_memory_gb)
     _fit("references", pending, [done, *_trial_lines(opts)], lambda config: _resources(config, opts, gpu_mem, whole_gpu=True), opts, root,
-         stop={STAGE: 0})  # a trial's first report is its stage 0
+         last_stage=0)
     return done.ended >= {c.key for c in pending}
 
 
@@ -185,7 +185,7 @@ def _auto_widths(grid: SweepGrid, baselines, ledger: Ledger, tracker, opts: Swee
 
     def run_probes(searcher, max_trials: int) -> None:
         _fit("widths", None, [ReferenceCallback(ledger, opts.verbose, kind=SEARCH), *_trial_lines(opts)],
-             lambda config: _resources(config, opts, gpu_mem), opts, root, stop={STAGE: 0},
+             lambda config: _resources(config, opts, gpu_mem), opts, root, last_stage=0,
              searcher=searcher, num_samples=max_trials)
 
     templates = [replace(c, ranking_cache=cache) for c in baselines]  # probes share the sweep's rankings
@@ -259,16 +259,17 @@ def _run_phase(phase, trials, ledger, tracker, opts, root) -> bool:
     return all(c.key in ended for c in pending)
 
 
-def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, stop=None, searcher=None,
-         num_samples: int = 1) -> None:
+def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, last_stage: int | None = None,
+         searcher=None, num_samples: int = 1) -> None:
     """One Tune experiment over ``pending``, in order; or, with a ``searcher``, over what it suggests
-    (at most ``num_samples`` trials)."""
+    (at most ``num_samples`` trials). ``last_stage``: each trial ends once it has reported it."""
     # Ray Tune and the callbacks (which subclass Tune's) are imported where a sweep runs: Tune
     # costs ~5 s at import (python -X importtime), which --estimate and --help never need.
     from ray import tune
 
+    trainable = run_trial if last_stage is None else tune.with_parameters(run_trial, last_stage=last_stage)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, resources),
+        tune.with_resources(trainable, resources),
         param_space={} if searcher else {"trial": tune.grid_search([c.to_dict() for c in pending])},
         tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True,
                                     search_alg=searcher, num_samples=num_samples),
@@ -276,7 +277,6 @@ def _fit(phase, pending, callbacks, resources, opts: SweepOptions, root: Path, s
             name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(root / "ray"),
             callbacks=callbacks,
-            stop=stop,
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             # Tune's reporter (a configuration box per trial, a status table) only at verbose 2:
             # below it, ProgressCallback prints one line per trial event instead.

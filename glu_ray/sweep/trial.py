@@ -38,8 +38,11 @@ from glu_ray.vocab import (BF16_SPEEDUP, DTYPE_USED, PARAMS_KEPT, PPL_BYTE, PPL_
                            eval_seconds_key)
 
 
-def run_trial(config: dict) -> None:
-    """Ray Tune function trainable. ``config["trial"]`` is a TrialConfig dict."""
+def run_trial(config: dict, last_stage: int | None = None) -> None:
+    """Ray Tune function trainable. ``config["trial"]`` is a TrialConfig dict. ``last_stage``: return
+    once that stage is reported (a reference run or a width probe: stage 0). The trial ends itself
+    rather than be stopped by Tune, whose stop would find this thread still tearing down when it
+    reuses the actor (Tune gives it 2 s; past that the next trial aborts)."""
     from ray import tune  # lazy: Tune costs ~5 s at import; the driver imports this module for --estimate too
 
     cfg = TrialConfig.from_dict(config["trial"])
@@ -78,7 +81,7 @@ def run_trial(config: dict) -> None:
             send(stage, metrics, TrialStatus.RUNNING if measure else status)
             if measure:
                 send(stage + 1, efficiency_stage(cfg, model, tok), status)
-            if status is not TrialStatus.RUNNING:
+            if status is not TrialStatus.RUNNING or stage == last_stage:
                 return
     finally:
         del model, tok

@@ -4,7 +4,7 @@ One ``Bisection`` (width_search.py) per (model, metric), all searched in one Tun
 search has at most one probe in flight (its next probe depends on the last one), so searches run
 side by side and each one's sequence of probes depends only on its own results: the same widths
 whatever order Tune finishes trials in. A probe is the pruned trial itself at the probed width,
-stopped by Tune after stage 0 (as a reference run is: driver._measure_references).
+ended after stage 0 (as a reference run is: driver._measure_references).
 
 Probes already in the ledger (a previous run's, or a finished trial's own stage 0 at that width)
 are fed from it, never rerun: ``replay`` plays them before Tune starts, and when that settles
