@@ -142,7 +142,8 @@ def _versus(run, rand: pd.DataFrame, blends: list[dict[int, float]], label: str)
         for i, w in blend.items():
             weights[i] = weights.get(i, 0.0) + w / len(blends)
     sign = 1.0 if run.direction == "higher" else -1.0
-    control = sum(w * rand.at[i, "score"] for i, w in weights.items())
+    seeds = [sum(w * rand.at[i, "score"] for i, w in blend.items()) for blend in blends]
+    control = float(np.mean(seeds))
     items = [run.items, *(rand.at[i, "items"] for i in weights)] if "items" in rand else [None]
     shared = sorted(set.intersection(*map(set, items))) if all(isinstance(x, Mapping) for x in items) else []
     if len(shared) > 1:
@@ -150,9 +151,8 @@ def _versus(run, rand: pd.DataFrame, blends: list[dict[int, float]], label: str)
         se = float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
     else:
         se = float(np.sqrt(run.stderr ** 2 + sum((w * rand.at[i, "stderr"]) ** 2 for i, w in weights.items())))
-    seeds = [sum(w * rand.at[i, "score"] for i, w in blend.items()) for blend in blends]
     spread = float(np.std(seeds, ddof=1) / np.sqrt(len(seeds))) if len(seeds) > 1 else 0.0
-    return {f"random_{label}": float(control), f"advantage_{label}": float(sign * (run.score - control)),
+    return {f"random_{label}": control, f"advantage_{label}": float(sign * (run.score - control)),
             f"se_{label}": float(np.hypot(se, spread)), f"paired_{label}": len(shared) if len(shared) > 1 else 0}
 
 

@@ -4,13 +4,13 @@ parent run, and log a finished report to it."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.tidy import tidy_frame
 from analysis.trials import trial_rows
+from glu_ray.environment import env_defaults
 from glu_ray.errors import GluRayError
 from glu_ray.trials.config import TrialConfig
 from glu_ray.tracking.artifacts import ITEM_SCORES
@@ -21,8 +21,9 @@ from glu_ray.vocab import ROLE_SWEEP, ROLE_TRIAL, STATUS_TAG, TRIAL_CONFIG_TAG, 
 
 TRIAL_FILTER = role_filter(ROLE_TRIAL)
 SWEEP_FILTER = role_filter(ROLE_SWEEP)
-ITEMS_PLAN = "items_by_power.json"
-PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # the sweep run's artifact (glu_ray/sweep/driver.py)
+ITEMS_PLAN = "items_by_power.json"  # the sweep run's artifact (glu_ray/sweep/driver.py)
+# MLflow draws a progress bar per file downloaded: one a trial run would bury the report's output
+QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def _search(client, experiment_id: str, filter_string: str) -> list:
@@ -70,17 +71,11 @@ def _artifact_json(client, run_id: str, name: str) -> dict:
         return {}
     from mlflow.exceptions import MlflowException
 
-    quiet = os.environ.get(PROGRESS_BAR)
-    os.environ[PROGRESS_BAR] = "false"  # MLflow draws a progress bar per file: one a trial run buries the report's output
     try:
-        return json.loads(Path(client.download_artifacts(run_id, name)).read_text())
+        with env_defaults(QUIET_DOWNLOADS):
+            return json.loads(Path(client.download_artifacts(run_id, name)).read_text())
     except (MlflowException, OSError, ValueError):
         return {}
-    finally:
-        if quiet is None:
-            os.environ.pop(PROGRESS_BAR)
-        else:
-            os.environ[PROGRESS_BAR] = quiet
 
 
 def _items_plans(client, experiment_id: str) -> dict:

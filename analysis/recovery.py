@@ -7,8 +7,9 @@ changed nothing, 1 = back to the baseline, < 0 = healing made it worse. Scores a
 measured and perplexities as log-perplexity (cross-entropy), so a share of a perplexity gap is a
 share of the lost nats. The interval is a bootstrap of all three scores: paired over the items
 where all three kept their scores item by item (the same resample for each, as the fragility
-intervals are), else over Normal(score, stderr) of each; where pruning cost less than noise (``gap`` below two combined stderrs, or 0.01), there is
-nothing to recover and the share is left empty.
+intervals are), else over Normal(score, stderr) of each. Where pruning cost less than noise
+(``gap`` below two combined stderrs, or 0.01), there is nothing to recover and the share is left
+empty.
 """
 
 from __future__ import annotations

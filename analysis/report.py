@@ -40,8 +40,8 @@ pruning can take away: it is left out of the hierarchies, and listed with its nu
 SEPARATION_INTRO = """Per model and method: the most and the least fragile capability with their 95% intervals,
 among those measured with one (a perplexity without a stderr has an interval of no width: its noise
 is unmeasured, not zero, so it is no end; no_interval names it); separated = the two intervals do
-not overlap. difference = most - least fragility, with its own 95%
-interval from the same bootstrap draws: an interval above 0 says the ends differ (at 5%, though
+not overlap. difference = most - least fragility, with its own 95% interval from the same
+bootstrap draws: an interval above 0 says the ends differ (at 5%, though
 picking the ends by their estimates first makes that a little easier than a test chosen beforehand).
 items_factor = how many times the items per benchmark the two intervals would need to be apart, were
 the estimates to hold (intervals narrow as 1 / sqrt(items)): above 1, more items than these runs
@@ -61,8 +61,7 @@ its runs there), and at the same stage-0 word perplexity (each random seed's sco
 log perplexity between its own measured widths, since seeds reach other perplexities at one width,
 then averaged over the seeds whose range holds the run's perplexity: seeds_same_ppl in
 versus_random.csv; no extrapolation, so a run outside every seed's range has no equal-perplexity
-point). Advantage > 0: better than random (higher accuracy,
-lower perplexity). A metric can beat random at equal width only because it prunes more gently:
+point). Advantage > 0: better than random (higher accuracy, lower perplexity). A metric can beat random at equal width only because it prunes more gently:
 the equal-perplexity column says whether it keeps more capability for the same language-modelling
 loss. Each advantage has a stderr: where the run and random's runs kept their scores item by item,
 from the item-by-item differences on the items they share (paired: the items both answer alike

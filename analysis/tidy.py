@@ -123,10 +123,10 @@ UNFINISHED = [*RUN_KEY, "width", "status", "scored"]
 
 def finished(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the rows of runs that finished: completed, or stopped as catastrophic; one row per run that
-    did not, with the benchmarks it had scored: a run that scored nothing has no row to list). A trial that failed or was cut off while running
-    scored only its first stages: counted, it would end some curves at a width the others never
-    reach and stretch their ratio range, so the analyses read finished runs only and the report
-    lists the rest."""
+    did not, with the benchmarks it had scored; a run that scored nothing has no row to list). A
+    trial that failed or was cut off while running scored only its first stages: counted, it would
+    end some curves at a width the others never reach and stretch their ratio range, so the
+    analyses read finished runs only and the report lists the rest."""
     done = df["status"].map(lambda s: TrialStatus(s).final).astype(bool)
     rest = df[~done]
     key_cols = [c for c in RUN_KEY if c in df]  # a hand-built table may lack healing

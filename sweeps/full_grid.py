@@ -101,7 +101,7 @@ def _smol_eval(storage, **kw) -> EvalSpec:
 #   `--tasks` puts them back.
 # - The bias-compensated variants are left to a second command (`--bias-compensation
 #   --stage0-only maw,act,...`, ~1,700 CPU-s more for their search).
-# Total: ~1,700 + 560 + 7,200 + 300 ~ 9,800 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
+# Total: ~1,700 + 500 + 7,200 + 300 ~ 9,800 CPU-s of trials, ~11,000 with overheads: ~1.5-2 h.
 # Measured (BENCHMARKS.md "The `smol` preset", this EPYC, 8b0e1ee): 92 min wall; the pilot 5.6 min
 # (as Ray tasks, ~500 CPU-s), 169 probes at 11.8 CPU-s, 21 full trials at 270-347 (the plan: 329 of
 # evaluation), 24 stage-0-only at 11-15. (A 30-item pilot once left out IFEval and HellaSwag, whose

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from glu_ray.trials.config import EvalSpec, TrialConfig
+from glu_ray.environment import env_defaults
 from glu_ray.errors import GluRayError, first_line
 from glu_ray.evaluation.perplexity import load_documents
 from glu_ray.evaluation.preflight import check_hub_inputs, check_suite_inputs
@@ -156,9 +157,9 @@ def _trial_lines(opts: SweepOptions) -> list:
 
 
 def _measure_references(references, ledger: Ledger, opts: SweepOptions, root: Path) -> bool:
-    """Each reference not yet measured: its trial, ended after stage 0 (its first report), alone on a whole
-    GPU (the cluster is otherwise idle: first-fit would stack fractional ones on one GPU). False
-    when cut short (Ctrl-C), so the sweep does not start."""
+    """Each reference not yet measured: its trial, ended after stage 0 (its first report), alone on
+    a whole GPU (the cluster is otherwise idle: first-fit would stack fractional ones on one GPU).
+    False when cut short (Ctrl-C), so the sweep does not start."""
     from glu_ray.sweep.references import ReferenceCallback  # lazy: Tune (see _run_phase)
 
     measured = ledger.stage0()
@@ -292,14 +293,11 @@ def _tune_env(quiet: bool) -> Iterator[None]:
     """Tune's environment switches for one fit. Quiet: Tune's new reporter prints an experiment
     box and a TensorBoard hint even at verbose 0; its legacy one at 0 prints nothing. Tune's result
     grid warns about trials it has no result files for (the stage-0-only reference and width-search
-    runs, stopped after their first report): the ledger holds every result, so quiet hides that.
+    runs, ended after their first report): the ledger holds every result, so quiet hides that.
     Quiet, a failed trial is one line (the progress line, the ledger, MLflow's error tag), not Tune's
     traceback of it (kept in the trial's folder under ``ray/``) and its closing list of Tune ids."""
     switches = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                 "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"} if quiet else {}
-    saved = {k: os.environ.get(k) for k in switches}
-    for k, v in switches.items():
-        os.environ.setdefault(k, v)  # a user's own setting wins
     grid_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = grid_log.level
     tune_log, incomplete = logging.getLogger("ray.tune.tune"), _Drop("Trials did not complete")
@@ -307,15 +305,11 @@ def _tune_env(quiet: bool) -> Iterator[None]:
         grid_log.setLevel(logging.ERROR)
         tune_log.addFilter(incomplete)
     try:
-        yield
+        with env_defaults(switches):
+            yield
     finally:
         grid_log.setLevel(level)
         tune_log.removeFilter(incomplete)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class _Drop(logging.Filter):

@@ -2,8 +2,8 @@
 
 A reference run is the same trial (same config, same code) ended after its first report, stage
 0 (run_trial's ``last_stage``; see plan.py for why). Its numbers go to the ledger as ``reference``
-events only: MLflow gets the trial once, when it runs fully in the sweep. A reference that fails is one line;
-the trials that read it are held back until a rerun measures it.
+events only: MLflow gets the trial once, when it runs fully in the sweep. A reference that fails
+is one line; the trials that read it are held back until a rerun measures it.
 """
 
 from __future__ import annotations
